@@ -1,0 +1,71 @@
+"""Settings from the environment and `.env` (pydantic-settings), and the database URL rules."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from exportsathi_db.errors import ConfigurationError
+
+SSLMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2",
+                     "postgresql+psycopg")
+
+
+class Settings(BaseSettings):
+    """Every knob of the package; environment variable names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
+
+    database_url: SecretStr | None = None
+    environment: Literal["development", "test", "production"] = "development"
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(20, ge=0)
+    db_pool_timeout: float = Field(30.0, gt=0)
+    db_pool_recycle: int = Field(3600, ge=-1)
+    db_echo: bool = False
+    db_connect_timeout: float = Field(5.0, gt=0)
+    db_sslmode: SSLMode | None = None
+    db_application_name: str = "exportsathi_db"
+    db_statement_timeout_ms: int | None = Field(None, ge=0)
+    db_idle_in_transaction_timeout_ms: int | None = Field(None, ge=0)
+    db_pgbouncer: bool = False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (never at import time)."""
+    return Settings()
+
+
+def parse_database_url(raw: str | URL) -> tuple[URL, str | None]:
+    """Normalise a PostgreSQL URL to the asyncpg driver; split off `sslmode` for asyncpg's `ssl`.
+
+    Raises ConfigurationError for anything that is not a PostgreSQL URL; the message never
+    contains the password.
+    """
+    try:
+        url = make_url(raw) if isinstance(raw, str) else raw
+    except (ArgumentError, ValueError):
+        raise ConfigurationError(
+            "DATABASE_URL is not a valid URL; expected postgresql://user:password@host:port/dbname"
+        ) from None
+    if url.drivername not in _POSTGRES_SCHEMES:
+        raise ConfigurationError(
+            f"DATABASE_URL must be a PostgreSQL URL (postgresql://...), not {url.drivername}://"
+        )
+    query = dict(url.query)
+    sslmode = query.pop("sslmode", None)
+    if isinstance(sslmode, tuple):
+        sslmode = sslmode[-1]
+    if sslmode is not None and sslmode not in _SSL_MODES:
+        raise ConfigurationError(f"sslmode must be one of {', '.join(_SSL_MODES)}")
+    if not url.database:
+        raise ConfigurationError("DATABASE_URL names no database (…/dbname at the end)")
+    return url.set(drivername="postgresql+asyncpg", query=query), sslmode

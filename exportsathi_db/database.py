@@ -1,0 +1,158 @@
+"""The async engine, the session factory and the unit of work; nothing is created at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from exportsathi_db.config import Settings, get_settings, parse_database_url
+from exportsathi_db.errors import ConfigurationError, translate
+
+logger = logging.getLogger("exportsathi_db")
+
+
+class DatabaseConnection:
+    """An engine and session factory built on first use, from a URL or from settings.
+
+    `db_connection` is the process-wide default; build more of these for tests, other
+    databases or other event loops (an engine belongs to the loop it was first used on).
+    """
+
+    def __init__(self, url: str | URL | None = None, *, settings: Settings | None = None) -> None:
+        self._url = url
+        self._settings = settings
+        self._engine: AsyncEngine | None = None
+        self._session_factory: async_sessionmaker[AsyncSession] | None = None
+
+    def __repr__(self) -> str:
+        where = self._engine.url.render_as_string(hide_password=True) if self._engine else "unused"
+        return f"DatabaseConnection({where})"
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = get_settings()
+        return self._settings
+
+    @property
+    def url(self) -> URL:
+        """The asyncpg URL in use (its repr and str hide the password)."""
+        return self.engine.url
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    @property
+    def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        if self._session_factory is None:
+            self._session_factory = async_sessionmaker(self.engine, expire_on_commit=False)
+        return self._session_factory
+
+    @asynccontextmanager
+    async def session_scope(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits on success, rolls back and re-raises on error, always closes."""
+        async with self.session_factory() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException as exc:
+                await _rollback(session)
+                error = translate(exc)
+                if error is exc:
+                    raise
+                raise error from exc
+
+    async def dispose(self) -> None:
+        """Close every pooled connection (call it on shutdown, on the loop that used it)."""
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    def _create_engine(self) -> AsyncEngine:
+        s = self.settings
+        url, sslmode = parse_database_url(self._url or self._configured_url())
+        server_settings = {"application_name": s.db_application_name}
+        if s.db_statement_timeout_ms is not None:
+            server_settings["statement_timeout"] = str(s.db_statement_timeout_ms)
+        if s.db_idle_in_transaction_timeout_ms is not None:
+            server_settings["idle_in_transaction_session_timeout"] = str(
+                s.db_idle_in_transaction_timeout_ms
+            )
+        connect_args: dict[str, Any] = {
+            "timeout": s.db_connect_timeout,
+            "server_settings": server_settings,
+        }
+        if sslmode or s.db_sslmode:
+            connect_args["ssl"] = sslmode or s.db_sslmode
+        if s.db_pgbouncer:
+            # Transaction pooling hands each transaction to any server connection: no statement
+            # caches, and names that never collide with another client's prepared statements.
+            connect_args["statement_cache_size"] = 0
+            connect_args["prepared_statement_cache_size"] = 0
+            connect_args["prepared_statement_name_func"] = _unique_statement_name
+        return create_async_engine(
+            url,
+            pool_size=s.db_pool_size,
+            max_overflow=s.db_max_overflow,
+            pool_timeout=s.db_pool_timeout,
+            pool_recycle=s.db_pool_recycle,
+            pool_pre_ping=True,
+            echo=s.db_echo,
+            connect_args=connect_args,
+        )
+
+    def _configured_url(self) -> str | URL:
+        s = self.settings
+        if s.database_url is not None:
+            return s.database_url.get_secret_value()
+        if s.environment == "production":
+            raise ConfigurationError(
+                "DATABASE_URL is required when ENVIRONMENT=production; "
+                "the embedded default database is for development only"
+            )
+        from exportsathi_db.embedded import ensure_default_server  # only when it is needed
+
+        server = ensure_default_server()
+        logger.warning(
+            "DATABASE_URL is not set: using the embedded PostgreSQL %s with data in %s",
+            server.version,
+            server.data_dir,
+        )
+        return server.url("exportsathi")
+
+
+async def _rollback(session: AsyncSession) -> None:
+    """Roll back, shielded so a cancelled task still leaves a clean connection behind."""
+    try:
+        await asyncio.shield(session.rollback())
+    except Exception as exc:  # a lost connection is invalidated by the pool; keep the first error
+        logger.debug("rollback failed: %s", type(exc).__name__)
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4()}__"
+
+
+async def check_db_connection(db: DatabaseConnection | None = None, *, timeout: float = 3.0) -> bool:
+    """True when the database answers `SELECT 1` within `timeout` seconds; never raises."""
+    db = db or db_connection
+    try:
+        async with asyncio.timeout(timeout), db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        logger.info("database check failed: %s", type(exc).__name__)
+        return False
+    return True
+
+
+db_connection = DatabaseConnection()

@@ -1,0 +1,126 @@
+"""The package's exception hierarchy, and the one place driver errors are translated.
+
+Everything this package raises on purpose derives from `ExportSathiDBError`. Driver
+errors are classified by SQLSTATE and constraint name, never by message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+
+
+class ExportSathiDBError(Exception):
+    """Base class of every error this package raises."""
+
+    retryable: bool = False
+
+
+class ConfigurationError(ExportSathiDBError):
+    """The settings cannot work (bad URL, production without a URL, ...)."""
+
+
+class NotFoundError(ExportSathiDBError):
+    """The row does not exist, or belongs to another user."""
+
+
+class InvalidDataError(ExportSathiDBError):
+    """A value breaks a rule of the schema; names the field and what is allowed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class AlreadyExistsError(ExportSathiDBError):
+    """A unique rule would be broken (e.g. an email already taken, in any letter case)."""
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class ConflictError(ExportSathiDBError):
+    """The operation conflicts with the current state (e.g. a referenced row is gone)."""
+
+
+class DatabaseUnavailableError(ExportSathiDBError):
+    """The server cannot be reached or the connection was lost; safe to retry the unit of work."""
+
+    retryable = True
+
+
+class QueryTimeoutError(ExportSathiDBError):
+    """A statement ran past `statement_timeout` or was cancelled by the server."""
+
+    retryable = True
+
+
+# Friendly messages for the constraints users hit; the rest get a generic message.
+_UNIQUE_MESSAGES = {
+    "uq_users_lower_email": ("email", "an account with this email already exists"),
+    "uq_action_plan_progress_report_id": ("task_id", "this task already exists in the plan"),
+    "uq_finance_analysis_report_id": ("report_id", "this report already has a finance analysis"),
+    "uq_logistics_analysis_report_id": ("report_id", "this report already has a logistics analysis"),
+    "uq_user_metrics_user_id": ("user_id", "this user already has metrics"),
+}
+
+_CONNECTION_SQLSTATE_CLASSES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _driver_error(error: BaseException) -> Any:
+    """The asyncpg exception behind a SQLAlchemy error, if any."""
+    orig = getattr(error, "orig", None)
+    cause = getattr(orig, "__cause__", None)
+    return cause if cause is not None else orig
+
+
+def translate(error: BaseException) -> BaseException:
+    """Map a SQLAlchemy/asyncpg error to this package's hierarchy (or return it unchanged)."""
+    if isinstance(error, ExportSathiDBError):
+        return error
+    orig = getattr(error, "orig", None)
+    if isinstance(orig, ExportSathiDBError):  # raised by one of our bind processors
+        return orig
+    if isinstance(error, sa_exc.TimeoutError):
+        return DatabaseUnavailableError(
+            "no database connection became free within the pool timeout (DB_POOL_TIMEOUT)"
+        )
+    if isinstance(error, (OSError, ConnectionError)):
+        return DatabaseUnavailableError(f"cannot reach the database: {type(error).__name__}")
+    if not isinstance(error, sa_exc.DBAPIError):
+        return error
+
+    driver = _driver_error(error)
+    sqlstate: str = getattr(driver, "sqlstate", None) or getattr(orig, "sqlstate", None) or ""
+    constraint: str = getattr(driver, "constraint_name", None) or ""
+    column: str = getattr(driver, "column_name", None) or ""
+
+    if error.connection_invalidated or sqlstate.startswith(_CONNECTION_SQLSTATE_CLASSES):
+        return DatabaseUnavailableError("the database connection was lost; retry the unit of work")
+    if not sqlstate and isinstance(driver, (OSError, ConnectionError)):
+        return DatabaseUnavailableError("the database connection was lost; retry the unit of work")
+    if sqlstate == "23505":
+        field, message = _UNIQUE_MESSAGES.get(constraint, ("", "the value is already taken"))
+        text = f"{field}: {message}" if field else f"{message} ({constraint})"
+        return AlreadyExistsError(text, constraint=constraint or None)
+    if sqlstate == "23503":
+        return NotFoundError(f"a referenced row does not exist ({constraint})")
+    if sqlstate == "23514":
+        return InvalidDataError(constraint or "value", "violates a check rule of the schema")
+    if sqlstate == "23502":
+        return InvalidDataError(column or "value", "is required")
+    if sqlstate in ("22001",):
+        return InvalidDataError(column or "value", "is too long for its column")
+    if sqlstate in ("22003",):
+        return InvalidDataError(column or "value", "is out of range for its column")
+    if sqlstate in ("22P05", "22021", "22P02", "22007", "22008", "22023", "2202E"):
+        return InvalidDataError(column or "value", f"is not valid for its column ({sqlstate})")
+    if sqlstate in ("57014",):
+        return QueryTimeoutError("the statement was cancelled (statement_timeout or cancel)")
+    if sqlstate in ("40001", "40P01"):
+        return ConflictError("the transaction conflicted with a concurrent one; retry it")
+    if sqlstate == "25006":
+        return ConflictError("cannot write in a read-only transaction")
+    return error

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging.config
 
-from alembic import context
 from sqlalchemy import Connection
 
+from alembic import context
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.models import Base
 

@@ -14,8 +14,13 @@ from exportsathi_db.errors import ConfigurationError
 
 SSLMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg2",
-                     "postgresql+psycopg")
+_POSTGRES_SCHEMES = (
+    "postgresql",
+    "postgres",
+    "postgresql+asyncpg",
+    "postgresql+psycopg2",
+    "postgresql+psycopg",
+)
 
 
 class Settings(BaseSettings):

@@ -11,7 +11,12 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from exportsathi_db.config import Settings, get_settings, parse_database_url
 from exportsathi_db.errors import ConfigurationError, translate
@@ -31,6 +36,7 @@ class DatabaseConnection:
         self._settings = settings
         self._engine: AsyncEngine | None = None
         self._session_factory: async_sessionmaker[AsyncSession] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         where = self._engine.url.render_as_string(hide_password=True) if self._engine else "unused"
@@ -49,9 +55,24 @@ class DatabaseConnection:
 
     @property
     def engine(self) -> AsyncEngine:
+        """The engine, built on first use; it belongs to the event loop that first uses it."""
+        self._check_loop()
         if self._engine is None:
             self._engine = self._create_engine()
         return self._engine
+
+    def _check_loop(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # plain sync access (e.g. to read the URL)
+            return
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise ConfigurationError(
+                "this DatabaseConnection is bound to another event loop: its pooled asyncpg "
+                "connections cannot be used here. Use one per loop, or `await dispose()` first"
+            )
 
     @property
     def session_factory(self) -> async_sessionmaker[AsyncSession]:
@@ -61,7 +82,7 @@ class DatabaseConnection:
 
     @asynccontextmanager
     async def session_scope(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits on success, rolls back and re-raises on error, always closes."""
+        """One unit of work: commit on success, roll back and re-raise on error, always close."""
         async with self.session_factory() as session:
             try:
                 yield session
@@ -74,9 +95,15 @@ class DatabaseConnection:
                 raise error from exc
 
     async def dispose(self) -> None:
-        """Close every pooled connection (call it on shutdown, on the loop that used it)."""
-        if self._engine is not None:
-            await self._engine.dispose()
+        """Close every pooled connection; afterwards the connection may be used on a new loop."""
+        engine, self._engine, self._session_factory = self._engine, None, None
+        loop, self._loop = self._loop, None
+        if engine is None:
+            return
+        if loop is None or loop is asyncio.get_running_loop():
+            await engine.dispose()
+        else:  # that loop's connections cannot be closed from here: drop them
+            engine.sync_engine.dispose(close=False)
 
     def _create_engine(self) -> AsyncEngine:
         s = self.settings
@@ -143,7 +170,9 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4()}__"
 
 
-async def check_db_connection(db: DatabaseConnection | None = None, *, timeout: float = 3.0) -> bool:
+async def check_db_connection(
+    db: DatabaseConnection | None = None, *, timeout: float = 3.0
+) -> bool:
     """True when the database answers `SELECT 1` within `timeout` seconds; never raises."""
     db = db or db_connection
     try:

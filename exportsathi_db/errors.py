@@ -62,7 +62,10 @@ _UNIQUE_MESSAGES = {
     "uq_users_lower_email": ("email", "an account with this email already exists"),
     "uq_action_plan_progress_report_id": ("task_id", "this task already exists in the plan"),
     "uq_finance_analysis_report_id": ("report_id", "this report already has a finance analysis"),
-    "uq_logistics_analysis_report_id": ("report_id", "this report already has a logistics analysis"),
+    "uq_logistics_analysis_report_id": (
+        "report_id",
+        "this report already has a logistics analysis",
+    ),
     "uq_user_metrics_user_id": ("user_id", "this user already has metrics"),
 }
 

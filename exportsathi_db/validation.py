@@ -46,6 +46,15 @@ def check_range(
     return value
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def check_email(field: str, value: Any) -> Any:
+    if not isinstance(value, str) or not _EMAIL.match(value):
+        raise InvalidDataError(field, "must be an email address like name@example.com")
+    return value
+
+
 def check_aware(field: str, value: Any) -> Any:
     """Reject naive datetimes: PostgreSQL would read them in the server's time zone."""
     if value is None:
@@ -61,7 +70,8 @@ def check_password_hash(field: str, value: Any) -> Any:
     """Accept only recognisable password hashes, so plain passwords never reach the table."""
     if not isinstance(value, str) or len(value) > 255 or not _PASSWORD_HASH.match(value):
         raise InvalidDataError(
-            field, "must be a password hash (bcrypt, argon2, scrypt, pbkdf2, sha-crypt), not a password"
+            field,
+            "must be a password hash (bcrypt, argon2, scrypt, pbkdf2, sha-crypt), not a password",
         )
     return value
 

@@ -10,8 +10,9 @@ The ten tables of SCHEMA.md, their indexes and checks, and the updated_at trigge
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from alembic import op
 
 # Tables whose updated_at the shared trigger moves on every UPDATE, whoever runs it.
 UPDATED_AT_TABLES = (

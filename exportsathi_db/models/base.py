@@ -6,7 +6,7 @@ import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import uuid_utils.compat as uuid_utils
 from sqlalchemy import (
@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.mutable import MutableDict, MutableList
-from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
 
 from exportsathi_db import validation
 from exportsathi_db.errors import InvalidDataError
@@ -82,7 +82,8 @@ class Base(DeclarativeBase):
 
 class IdMixin:
     id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), primary_key=True,
+        UUID(as_uuid=True),
+        primary_key=True,
         default=new_id,
         server_default=func.gen_random_uuid(),
         sort_order=-100,
@@ -93,6 +94,17 @@ def foreign_key(table: str, *, nullable: bool = False, index: bool = True) -> An
     """An owner reference: `ON DELETE CASCADE`, NOT NULL unless said otherwise, indexed."""
     return mapped_column(
         ForeignKey(f"{table}.id", ondelete="CASCADE"), nullable=nullable, index=index
+    )
+
+
+def children(back_populates: str, **options: Any) -> Any:
+    """The parent side of an owner relationship: never lazy-loaded, deleted by the database."""
+    return relationship(
+        back_populates=back_populates,
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        **options,
     )
 
 
@@ -116,6 +128,8 @@ def check_value(column: Column[Any], value: Any) -> Any:
     field, kind, info = column.key, column.type, column.info
     if "choices" in info:
         validation.check_choice(field, value, info["choices"])
+    if "check" in info:
+        info["check"](field, value)
     if isinstance(kind, String):
         validation.check_text(field, value, max_length=kind.length, nullable=True)
     elif isinstance(kind, DateTime):
@@ -149,6 +163,16 @@ def _check_json(field: str, value: Any) -> None:
         raise InvalidDataError(field, "must not contain NUL characters (JSONB cannot store them)")
 
 
+def validated(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
+    """Check values meant for a Core INSERT/UPDATE of `model` exactly as attribute sets are."""
+    columns = model.__table__.columns
+    for key, value in values.items():
+        if key not in columns:
+            raise InvalidDataError(key, f"is not a column of {model.__tablename__}")
+        check_value(cast(Column[Any], columns[key]), value)
+    return values
+
+
 @event.listens_for(Base, "mapper_configured", propagate=True)
 def _install_value_checks(mapper: Mapper[Any], cls: type[Any]) -> None:
     for prop in mapper.column_attrs:
@@ -160,4 +184,3 @@ def _install_value_checks(mapper: Mapper[Any], cls: type[Any]) -> None:
                 lambda _t, value, _o, _i, column=column: check_value(column, value),
                 retval=True,
             )
-

@@ -15,6 +15,7 @@ from exportsathi_db.models.base import (
     Base,
     CreatedAtMixin,
     IdMixin,
+    children,
     foreign_key,
 )
 from exportsathi_db.models.enums import MessageRole, sql_in
@@ -36,12 +37,8 @@ class ChatSession(IdMixin, CreatedAtMixin, Base):
 
     user: Mapped[User] = relationship(back_populates="chat_sessions", lazy="raise")
     report: Mapped[Report | None] = relationship(back_populates="chat_sessions", lazy="raise")
-    messages: Mapped[list[ChatMessage]] = relationship(
-        back_populates="session",
-        lazy="raise",
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        order_by="(ChatMessage.created_at, ChatMessage.id)",
+    messages: Mapped[list[ChatMessage]] = children(
+        "session", order_by="(ChatMessage.created_at, ChatMessage.id)"
     )
 
 

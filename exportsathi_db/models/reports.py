@@ -16,6 +16,7 @@ from exportsathi_db.models.base import (
     Base,
     IdMixin,
     TimestampMixin,
+    children,
     foreign_key,
 )
 from exportsathi_db.models.enums import (
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from exportsathi_db.models.chat import ChatSession
     from exportsathi_db.models.users import User
 
-_CHILD = {"lazy": "raise", "cascade": "all, delete-orphan", "passive_deletes": True}
 _NON_NEGATIVE = {"range": (0, 2**31 - 1)}
 
 
@@ -88,24 +88,16 @@ class Report(IdMixin, TimestampMixin, Base):
     )
 
     user: Mapped[User] = relationship(back_populates="reports", lazy="raise")
-    certifications: Mapped[list[CertificationProgress]] = relationship(
-        back_populates="report", order_by="CertificationProgress.id", **_CHILD
+    certifications: Mapped[list[CertificationProgress]] = children(
+        "report", order_by="CertificationProgress.id"
     )
-    documents: Mapped[list[GeneratedDocument]] = relationship(
-        back_populates="report", order_by="GeneratedDocument.id", **_CHILD
+    documents: Mapped[list[GeneratedDocument]] = children("report", order_by="GeneratedDocument.id")
+    action_plan: Mapped[list[ActionPlanProgress]] = children(
+        "report", order_by="(ActionPlanProgress.day_number, ActionPlanProgress.id)"
     )
-    action_plan: Mapped[list[ActionPlanProgress]] = relationship(
-        back_populates="report",
-        order_by="(ActionPlanProgress.day_number, ActionPlanProgress.id)",
-        **_CHILD,
-    )
-    chat_sessions: Mapped[list[ChatSession]] = relationship(back_populates="report", **_CHILD)
-    finance_analysis: Mapped[FinanceAnalysis | None] = relationship(
-        back_populates="report", **_CHILD
-    )
-    logistics_analysis: Mapped[LogisticsAnalysis | None] = relationship(
-        back_populates="report", **_CHILD
-    )
+    chat_sessions: Mapped[list[ChatSession]] = children("report")
+    finance_analysis: Mapped[FinanceAnalysis | None] = children("report")
+    logistics_analysis: Mapped[LogisticsAnalysis | None] = children("report")
 
 
 class CertificationProgress(IdMixin, TimestampMixin, Base):
@@ -149,7 +141,9 @@ class GeneratedDocument(IdMixin, TimestampMixin, Base):
     pdf_url: Mapped[str | None] = mapped_column(String(500))
     editable_url: Mapped[str | None] = mapped_column(String(500))
     validation_results: Mapped[dict[str, Any] | None] = mapped_column(JSON_OBJECT)
-    is_valid: Mapped[bool] = mapped_column(nullable=False, default=False, server_default=text("false"))
+    is_valid: Mapped[bool] = mapped_column(
+        nullable=False, default=False, server_default=text("false")
+    )
 
     user: Mapped[User] = relationship(back_populates="documents", lazy="raise")
     report: Mapped[Report] = relationship(back_populates="documents", lazy="raise")
@@ -170,7 +164,9 @@ class ActionPlanProgress(IdMixin, TimestampMixin, Base):
     task_title: Mapped[str] = mapped_column(String(255), nullable=False)
     task_description: Mapped[str | None] = mapped_column(Text)
     task_category: Mapped[str | None] = mapped_column(String(50))
-    completed: Mapped[bool] = mapped_column(nullable=False, default=False, server_default=text("false"))
+    completed: Mapped[bool] = mapped_column(
+        nullable=False, default=False, server_default=text("false")
+    )
     completed_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="action_plan_tasks", lazy="raise")

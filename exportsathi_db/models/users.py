@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, func, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from exportsathi_db.models.base import Base, IdMixin, TimestampMixin
+from exportsathi_db.models.base import Base, IdMixin, TimestampMixin, children
 from exportsathi_db.models.enums import BusinessType, CompanySize, sql_in
-from exportsathi_db.validation import check_password_hash
+from exportsathi_db.validation import check_email, check_password_hash
 
 if TYPE_CHECKING:
     from exportsathi_db.models.analyses import FinanceAnalysis, LogisticsAnalysis
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
         Report,
     )
 
-_CHILD = {"lazy": "raise", "cascade": "all, delete-orphan", "passive_deletes": True}
 _NON_NEGATIVE = {"range": (0, 2**31 - 1)}
 
 
@@ -38,8 +37,10 @@ class User(IdMixin, TimestampMixin, Base):
         Index(None, "business_type"),
     )
 
-    email: Mapped[str] = mapped_column(String(255), nullable=False)
-    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    email: Mapped[str] = mapped_column(String(255), nullable=False, info={"check": check_email})
+    password_hash: Mapped[str] = mapped_column(
+        String(255), nullable=False, info={"check": check_password_hash}
+    )
     business_type: Mapped[str] = mapped_column(
         String(50), nullable=False, info={"choices": list(BusinessType)}
     )
@@ -50,26 +51,14 @@ class User(IdMixin, TimestampMixin, Base):
     monthly_volume: Mapped[int | None] = mapped_column(info=_NON_NEGATIVE)
     last_login: Mapped[datetime | None]
 
-    reports: Mapped[list[Report]] = relationship(back_populates="user", **_CHILD)
-    certifications: Mapped[list[CertificationProgress]] = relationship(
-        back_populates="user", **_CHILD
-    )
-    documents: Mapped[list[GeneratedDocument]] = relationship(back_populates="user", **_CHILD)
-    action_plan_tasks: Mapped[list[ActionPlanProgress]] = relationship(
-        back_populates="user", **_CHILD
-    )
-    chat_sessions: Mapped[list[ChatSession]] = relationship(back_populates="user", **_CHILD)
-    finance_analyses: Mapped[list[FinanceAnalysis]] = relationship(
-        back_populates="user", **_CHILD
-    )
-    logistics_analyses: Mapped[list[LogisticsAnalysis]] = relationship(
-        back_populates="user", **_CHILD
-    )
-    metrics: Mapped[UserMetrics | None] = relationship(back_populates="user", **_CHILD)
-
-    @validates("password_hash")
-    def _check_password_hash(self, key: str, value: Any) -> Any:
-        return check_password_hash(key, value)
+    reports: Mapped[list[Report]] = children("user")
+    certifications: Mapped[list[CertificationProgress]] = children("user")
+    documents: Mapped[list[GeneratedDocument]] = children("user")
+    action_plan_tasks: Mapped[list[ActionPlanProgress]] = children("user")
+    chat_sessions: Mapped[list[ChatSession]] = children("user")
+    finance_analyses: Mapped[list[FinanceAnalysis]] = children("user")
+    logistics_analyses: Mapped[list[LogisticsAnalysis]] = children("user")
+    metrics: Mapped[UserMetrics | None] = children("user")
 
     def __repr__(self) -> str:  # no password hash, no email: reprs end up in logs
         return f"User(id={self.id!r})"

@@ -1,0 +1,3 @@
+from exportsathi_db.cli import main
+
+raise SystemExit(main())

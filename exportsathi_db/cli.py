@@ -1,0 +1,141 @@
+"""`python -m exportsathi_db` / `exportsathi-db`: init, check, drop. Messages, not tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from exportsathi_db.database import DatabaseConnection
+from exportsathi_db.errors import ExportSathiDBError
+from exportsathi_db.migrations import current_revision, drop_db, head_revision, init_db
+
+
+def _where(url: URL) -> str:
+    """host:port (or the socket directory) of a URL, never its password."""
+    host = url.host or url.query.get("host") or "localhost"
+    return f"{host}:{url.port or 5432}"
+
+
+async def _init(db: DatabaseConnection, _args: argparse.Namespace) -> int:
+    before = await current_revision(db)
+    await init_db(db)
+    head = head_revision()
+    where = f"{db.url.database} at {_where(db.url)}"
+    if before == head:
+        print(f"{where}: already at the latest schema ({head}); nothing to do")
+    else:
+        print(f"{where}: migrated {before or 'empty database'} -> {head}")
+    return 0
+
+
+async def _check(db: DatabaseConnection, _args: argparse.Namespace) -> int:
+    async with db.engine.connect() as conn:
+        version = (await conn.execute(text("SHOW server_version"))).scalar_one()
+        timings = []
+        for _ in range(5):
+            start = time.perf_counter()
+            await conn.execute(text("SELECT 1"))
+            timings.append((time.perf_counter() - start) * 1000)
+    current, head = await current_revision(db), head_revision()
+    s = db.settings
+    print(f"server:    PostgreSQL {version} at {_where(db.url)}, database {db.url.database}")
+    print(f"latency:   {statistics.median(timings):.2f} ms round trip (median of 5)")
+    print(f"schema:    {current or 'none'} (head {head})")
+    print(
+        f"pool:      size {s.db_pool_size} + overflow {s.db_max_overflow}, "
+        f"timeout {s.db_pool_timeout:g} s, recycle {s.db_pool_recycle} s, pre-ping on"
+    )
+    if current != head:
+        print("not at the latest schema: run `python -m exportsathi_db init`", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _drop(db: DatabaseConnection, args: argparse.Namespace) -> int:
+    where = f"{db.url.database} at {_where(db.url)}"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("refusing to drop without confirmation: pass --yes", file=sys.stderr)
+            return 2
+        prompt = f"Drop every exportsathi_db table in {where}? Type 'yes': "
+        answer = await asyncio.to_thread(input, prompt)
+        if answer.strip().lower() != "yes":
+            print("nothing dropped")
+            return 1
+    await drop_db(db)
+    print(f"{where}: dropped every table, the trigger function and the migration history")
+    return 0
+
+
+Command = Callable[[DatabaseConnection, argparse.Namespace], Awaitable[int]]
+COMMANDS: dict[str, tuple[Command, str]] = {
+    "init": (_init, "migrate the database to the latest schema (idempotent)"),
+    "check": (_check, "show server, latency, schema revision and pool; exit 1 unless at head"),
+    "drop": (_drop, "remove every table (asks for confirmation)"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exportsathi-db",
+        description="ExportSathi database tool. Uses DATABASE_URL, or the embedded default.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "drop":
+            command.add_argument("--yes", action="store_true", help="do not ask")
+    return parser
+
+
+def _failure(error: BaseException, db: DatabaseConnection) -> str:
+    """One line for the user: what went wrong and where, never a password or a traceback."""
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        return f"invalid setting {str(first['loc'][0]).upper()}: {first['msg']}"
+    if isinstance(error, ExportSathiDBError) or type(error).__name__ == "EmbeddedServerError":
+        return str(error)
+    try:
+        where = _where(db.url)
+    except Exception:
+        where = "the configured database"
+    if isinstance(error, (OSError, TimeoutError)):
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "no answer"
+        return f"cannot connect to PostgreSQL at {where}: {reason}"
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if sqlstate == "28P01" or sqlstate == "28000":
+        return f"PostgreSQL at {where} refused the login (check the user and password)"
+    if sqlstate == "3D000":
+        return f"the database {db.url.database!r} does not exist at {where}"
+    return f"{type(error).__name__} talking to PostgreSQL at {where}"
+
+
+async def _run(args: argparse.Namespace) -> int:
+    db = DatabaseConnection()
+    command, _ = COMMANDS[args.command]
+    try:
+        return await command(db, args)
+    except Exception as error:
+        print(f"error: {_failure(error, db)}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -5,7 +5,13 @@ Nothing connects to a database or reads the environment at import time.
 
 from exportsathi_db.config import Settings, get_settings
 from exportsathi_db.database import DatabaseConnection, check_db_connection, db_connection
-from exportsathi_db.dependencies import DbSession, add_error_handlers, get_db
+from exportsathi_db.dependencies import (
+    DbSession,
+    ReadDbSession,
+    add_error_handlers,
+    get_db,
+    get_read_db,
+)
 from exportsathi_db.errors import (
     AlreadyExistsError,
     ConfigurationError,
@@ -14,7 +20,9 @@ from exportsathi_db.errors import (
     ExportSathiDBError,
     InvalidDataError,
     NotFoundError,
+    PoolTimeoutError,
     QueryTimeoutError,
+    ReadOnlyError,
 )
 from exportsathi_db.migrations import drop_db, init_db
 from exportsathi_db.models import (
@@ -58,7 +66,10 @@ __all__ = [
     "LogisticsAnalysis",
     "MessageRole",
     "NotFoundError",
+    "PoolTimeoutError",
     "QueryTimeoutError",
+    "ReadDbSession",
+    "ReadOnlyError",
     "Report",
     "ReportStatus",
     "Settings",
@@ -69,6 +80,7 @@ __all__ = [
     "db_connection",
     "drop_db",
     "get_db",
+    "get_read_db",
     "get_settings",
     "init_db",
 ]

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     database_url: SecretStr | None = None
+    database_read_url: SecretStr | None = None
     environment: Literal["development", "test", "production"] = "development"
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(20, ge=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,9 @@ from exportsathi_db.errors import ConfigurationError, translate
 
 logger = logging.getLogger("exportsathi_db")
 
+# After a failed replica checkout, reads go to the primary for this long before retrying.
+REPLICA_RETRY_SECONDS = 5
+
 
 class DatabaseConnection:
     """An engine and session factory built on first use, from a URL or from settings.
@@ -31,11 +35,21 @@ class DatabaseConnection:
     databases or other event loops (an engine belongs to the loop it was first used on).
     """
 
-    def __init__(self, url: str | URL | None = None, *, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        read_url: str | URL | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self._url = url
+        self._read_url = read_url
         self._settings = settings
         self._engine: AsyncEngine | None = None
         self._session_factory: async_sessionmaker[AsyncSession] | None = None
+        self._replica: AsyncEngine | None = None
+        self._read_factories: dict[bool, async_sessionmaker[AsyncSession]] = {}
+        self._replica_down_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -94,20 +108,74 @@ class DatabaseConnection:
                     raise
                 raise error from exc
 
+    @asynccontextmanager
+    async def read_scope(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work: on the replica (`DATABASE_READ_URL`) if there is one and it
+        answers, else on the primary. Writes inside it raise `ReadOnlyError`.
+
+        A replica lags the primary: read your own writes from `session_scope()` instead.
+        """
+        async with await self._read_session() as session:
+            try:
+                yield session
+            except BaseException as exc:
+                await _rollback(session)
+                error = translate(exc)
+                if error is exc:
+                    raise
+                raise error from exc
+
+    @property
+    def has_replica(self) -> bool:
+        return (self._read_url or self.settings.database_read_url) is not None
+
+    async def _read_session(self) -> AsyncSession:
+        if self.has_replica and time.monotonic() >= self._replica_down_until:
+            session = self._read_factory(replica=True)()
+            try:
+                await session.connection()  # checks the replica out now, so we can fall back
+                return session
+            except Exception as exc:
+                await session.close()
+                self._replica_down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+                logger.warning(
+                    "read replica unavailable (%s): reading from the primary for %d s",
+                    type(translate(exc)).__name__,
+                    REPLICA_RETRY_SECONDS,
+                )
+        return self._read_factory(replica=False)()
+
+    def _read_factory(self, *, replica: bool) -> async_sessionmaker[AsyncSession]:
+        if replica not in self._read_factories:
+            engine = self.engine
+            if replica:
+                if self._replica is None:
+                    raw = self._read_url or self.settings.database_read_url
+                    assert raw is not None
+                    self._replica = self._create_engine(
+                        raw if isinstance(raw, (str, URL)) else raw.get_secret_value()
+                    )
+                engine = self._replica
+            # BEGIN READ ONLY: the server itself refuses writes in these sessions.
+            bind = engine.execution_options(postgresql_readonly=True)
+            self._read_factories[replica] = async_sessionmaker(bind, expire_on_commit=False)
+        return self._read_factories[replica]
+
     async def dispose(self) -> None:
         """Close every pooled connection; afterwards the connection may be used on a new loop."""
-        engine, self._engine, self._session_factory = self._engine, None, None
+        engines = [e for e in (self._engine, self._replica) if e is not None]
+        self._engine = self._replica = None
+        self._session_factory, self._read_factories = None, {}
         loop, self._loop = self._loop, None
-        if engine is None:
-            return
-        if loop is None or loop is asyncio.get_running_loop():
-            await engine.dispose()
-        else:  # that loop's connections cannot be closed from here: drop them
-            engine.sync_engine.dispose(close=False)
+        for engine in engines:
+            if loop is None or loop is asyncio.get_running_loop():
+                await engine.dispose()
+            else:  # that loop's connections cannot be closed from here: drop them
+                engine.sync_engine.dispose(close=False)
 
-    def _create_engine(self) -> AsyncEngine:
+    def _create_engine(self, raw_url: str | URL | None = None) -> AsyncEngine:
         s = self.settings
-        url, sslmode = parse_database_url(self._url or self._configured_url())
+        url, sslmode = parse_database_url(raw_url or self._url or self._configured_url())
         server_settings = {"application_name": s.db_application_name}
         if s.db_statement_timeout_ms is not None:
             server_settings["statement_timeout"] = str(s.db_statement_timeout_ms)

@@ -18,6 +18,7 @@ from exportsathi_db.errors import (
     InvalidDataError,
     NotFoundError,
     QueryTimeoutError,
+    ReadOnlyError,
 )
 
 
@@ -32,7 +33,14 @@ async def get_db() -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_db() -> AsyncIterator[AsyncSession]:
+    """Yield a read-only session: on the replica, else (none, or down) on the primary."""
+    async with db_connection.read_scope() as session:
+        yield session
+
+
 DbSession = Annotated[AsyncSession, Depends(get_db, scope="function")]
+ReadDbSession = Annotated[AsyncSession, Depends(get_read_db, scope="function")]
 
 _STATUS = (
     (NotFoundError, 404),
@@ -41,6 +49,7 @@ _STATUS = (
     (InvalidDataError, 422),
     (DatabaseUnavailableError, 503),
     (QueryTimeoutError, 503),
+    (ReadOnlyError, 500),
 )
 
 

@@ -45,10 +45,18 @@ class ConflictError(ExportSathiDBError):
     """The operation conflicts with the current state (e.g. a referenced row is gone)."""
 
 
+class ReadOnlyError(ExportSathiDBError):
+    """A write was attempted in a read-only unit of work (`read_scope`, a replica)."""
+
+
 class DatabaseUnavailableError(ExportSathiDBError):
     """The server cannot be reached or the connection was lost; safe to retry the unit of work."""
 
     retryable = True
+
+
+class PoolTimeoutError(DatabaseUnavailableError):
+    """No pooled connection became free within `DB_POOL_TIMEOUT` (the pool is exhausted)."""
 
 
 class QueryTimeoutError(ExportSathiDBError):
@@ -87,8 +95,8 @@ def translate(error: BaseException) -> BaseException:
     if isinstance(orig, ExportSathiDBError):  # raised by one of our bind processors
         return orig
     if isinstance(error, sa_exc.TimeoutError):
-        return DatabaseUnavailableError(
-            "no database connection became free within the pool timeout (DB_POOL_TIMEOUT)"
+        return PoolTimeoutError(
+            "no database connection became free within DB_POOL_TIMEOUT: the pool is exhausted"
         )
     if isinstance(error, (OSError, ConnectionError)):
         return DatabaseUnavailableError(f"cannot reach the database: {type(error).__name__}")
@@ -125,5 +133,5 @@ def translate(error: BaseException) -> BaseException:
     if sqlstate in ("40001", "40P01"):
         return ConflictError("the transaction conflicted with a concurrent one; retry it")
     if sqlstate == "25006":
-        return ConflictError("cannot write in a read-only transaction")
+        return ReadOnlyError("cannot write in a read-only unit of work; use session_scope()")
     return error

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.errors import ExportSathiDBError
 from exportsathi_db.migrations import current_revision, drop_db, head_revision, init_db
+from exportsathi_db.seed import seed
 
 
 def _where(url: URL) -> str:
@@ -76,11 +77,24 @@ async def _drop(db: DatabaseConnection, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _seed(db: DatabaseConnection, args: argparse.Namespace) -> int:
+    if args.rows < 1:
+        print("--rows must be at least 1", file=sys.stderr)
+        return 2
+    await init_db(db)
+    async with db.engine.begin() as conn:
+        summary = await seed(conn, rows=args.rows, progress=not args.quiet)
+    counts = ", ".join(f"{n:,} {table}" for table, n in summary.rows.items())
+    print(f"{db.url.database} at {_where(db.url)}: seeded {counts}")
+    return 0
+
+
 Command = Callable[[DatabaseConnection, argparse.Namespace], Awaitable[int]]
 COMMANDS: dict[str, tuple[Command, str]] = {
     "init": (_init, "migrate the database to the latest schema (idempotent)"),
     "check": (_check, "show server, latency, schema revision and pool; exit 1 unless at head"),
     "drop": (_drop, "remove every table (asks for confirmation)"),
+    "seed": (_seed, "add realistic demo data (about ROWS reports + chat messages)"),
 }
 
 
@@ -94,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
         if name == "drop":
             command.add_argument("--yes", action="store_true", help="do not ask")
+        if name == "seed":
+            command.add_argument("--rows", type=int, default=10_000, help="default 10000")
+            command.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 

@@ -1,0 +1,234 @@
+"""ChatRepository sessions against the real database: ownership, expiry, listing, purging."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exportsathi_db.errors import InvalidDataError, NotFoundError
+from exportsathi_db.models import ChatSession, User
+from exportsathi_db.repositories.chat import ChatRepository
+from tests.factories import make_report, make_user
+from tests.statements import count_statements
+
+
+async def scalar(session: AsyncSession, sql: str, **params: Any) -> Any:
+    return (await session.execute(text(sql), params)).scalar()
+
+
+async def session_count(session: AsyncSession) -> int:
+    return int(await scalar(session, "SELECT count(*) FROM chat_sessions"))
+
+
+async def expire(session: AsyncSession, chat_id: uuid.UUID) -> None:
+    """Put a session's expiry one second in the past (no sleeping)."""
+    await session.execute(
+        text("UPDATE chat_sessions SET expires_at = now() - interval '1 second' WHERE id = :i"),
+        {"i": chat_id},
+    )
+
+
+async def new_chat(session: AsyncSession, user: User | None = None) -> tuple[User, ChatSession]:
+    user = user or await make_user(session)
+    return user, await ChatRepository(session).create_session(user_id=user.id)
+
+
+async def test_create_session_in_one_statement_expiring_after_the_ttl(
+    db_session: AsyncSession,
+) -> None:
+    user = await make_user(db_session)
+    repo = ChatRepository(db_session)
+    with count_statements(db_session) as seen:
+        chat = await repo.create_session(user_id=user.id, context_data={"topic": "FDA"})
+    assert len(seen) == 1
+    assert chat.id.version == 7 and chat.report_id is None
+    row = (
+        await db_session.execute(
+            text(
+                "SELECT user_id, context_data, expires_at - now(), last_activity = now()"
+                " FROM chat_sessions WHERE id = :i"
+            ),
+            {"i": chat.id},
+        )
+    ).one()
+    assert tuple(row) == (user.id, {"topic": "FDA"}, timedelta(hours=24), True)
+    assert chat.expires_at == chat.last_activity + timedelta(hours=24)
+
+
+async def test_create_session_for_own_report_or_never_expiring(db_session: AsyncSession) -> None:
+    user = await make_user(db_session)
+    report = await make_report(db_session, user)
+    repo = ChatRepository(db_session)
+    chat = await repo.create_session(user_id=user.id, report_id=report.id, ttl=None)
+    row = await db_session.execute(
+        text("SELECT report_id, expires_at, context_data IS NULL FROM chat_sessions WHERE id = :i"),
+        {"i": chat.id},
+    )
+    assert tuple(row.one()) == (report.id, None, True)  # SQL NULL, not JSON null
+    short = await repo.create_session(user_id=user.id, ttl=timedelta(minutes=5))
+    assert short.expires_at == short.last_activity + timedelta(minutes=5)
+
+
+async def test_create_session_for_another_users_report_or_missing_owner_writes_nothing(
+    db_session: AsyncSession,
+) -> None:
+    owner, stranger = await make_user(db_session), await make_user(db_session)
+    report = await make_report(db_session, owner)
+    repo = ChatRepository(db_session)
+    for user_id, report_id in [
+        (stranger.id, report.id),
+        (owner.id, uuid.uuid4()),
+        (uuid.uuid4(), None),
+        (uuid.uuid4(), report.id),
+    ]:
+        with pytest.raises(NotFoundError):
+            await repo.create_session(user_id=user_id, report_id=report_id)
+    assert await session_count(db_session) == 0
+    await repo.create_session(user_id=owner.id)  # the transaction is still usable
+    assert await session_count(db_session) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "overrides"),
+    [
+        ("ttl", {"ttl": timedelta(0)}),
+        ("ttl", {"ttl": timedelta(seconds=-5)}),
+        ("ttl", {"ttl": 3600}),
+        ("ttl", {"ttl": timedelta.max}),
+        ("context_data", {"context_data": ["not", "an", "object"]}),
+        ("context_data", {"context_data": {"x": float("nan")}}),
+        ("context_data", {"context_data": {"x": "nul\x00"}}),
+        ("context_data", {"context_data": {"x": object()}}),
+    ],
+)
+async def test_create_session_bad_input_is_rejected_before_sql(
+    db_session: AsyncSession, field: str, overrides: dict[str, Any]
+) -> None:
+    user = await make_user(db_session)
+    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
+        await ChatRepository(db_session).create_session(user_id=user.id, **overrides)
+    assert caught.value.field == field and seen == []
+    assert await session_count(db_session) == 0
+
+
+async def test_get_session_hides_other_users_and_expired_sessions(
+    db_session: AsyncSession,
+) -> None:
+    user, chat = await new_chat(db_session)
+    stranger = await make_user(db_session)
+    repo = ChatRepository(db_session)
+    db_session.expunge_all()
+    with count_statements(db_session) as seen:
+        found = await repo.get_session(chat.id, user_id=user.id)
+    assert len(seen) == 1
+    assert (found.id, found.user_id) == (chat.id, user.id)
+    for chat_id, user_id in [(chat.id, stranger.id), (uuid.uuid4(), user.id)]:
+        with pytest.raises(NotFoundError):
+            await repo.get_session(chat_id, user_id=user_id)
+        assert await repo.get_session_or_none(chat_id, user_id=user_id) is None
+    await expire(db_session, chat.id)
+    with pytest.raises(NotFoundError, match="expired"):
+        await repo.get_session(chat.id, user_id=user.id)
+
+
+async def test_list_sessions_most_recent_activity_first_without_expired_or_foreign(
+    db_session: AsyncSession,
+) -> None:
+    user, stranger = await make_user(db_session), await make_user(db_session)
+    repo = ChatRepository(db_session)
+    assert await repo.list_sessions(user.id) == []
+    chats = [await repo.create_session(user_id=user.id) for _ in range(4)]
+    await repo.create_session(user_id=stranger.id)
+    for age, chat in enumerate(chats):
+        await db_session.execute(
+            text(
+                "UPDATE chat_sessions SET last_activity = now() - :a * interval '1 min'"
+                " WHERE id = :i"
+            ),
+            {"a": age, "i": chat.id},
+        )
+    await expire(db_session, chats[1].id)
+    with count_statements(db_session) as seen:
+        listed = await repo.list_sessions(user.id, limit=20)
+    assert len(seen) == 1
+    assert [c.id for c in listed] == [chats[0].id, chats[2].id, chats[3].id]
+    assert [c.id for c in await repo.list_sessions(user.id, limit=2)] == [chats[0].id, chats[2].id]
+    assert await repo.list_sessions(uuid.uuid4()) == []
+    for limit in (0, -1, 1001, "5", True):
+        with pytest.raises(InvalidDataError, match="limit"):
+            await repo.list_sessions(user.id, limit=limit)  # type: ignore[arg-type]
+
+
+async def test_purge_expired_deletes_expired_sessions_and_their_messages(
+    db_session: AsyncSession,
+) -> None:
+    user, old = await new_chat(db_session)
+    _, live = await new_chat(db_session, user)
+    _, forever = await new_chat(db_session, user)
+    repo = ChatRepository(db_session)
+    await db_session.execute(
+        text("UPDATE chat_sessions SET expires_at = NULL WHERE id = :i"), {"i": forever.id}
+    )
+    await repo.add_message(old.id, user_id=user.id, role="user", content="Is REACH needed?")
+    assert await repo.purge_expired() == 0
+    await expire(db_session, old.id)
+    with count_statements(db_session) as seen:
+        assert await repo.purge_expired() == 1
+    assert len(seen) == 1
+    remaining = await db_session.execute(text("SELECT id FROM chat_sessions ORDER BY id"))
+    assert set(remaining.scalars()) == {live.id, forever.id}
+    assert await scalar(db_session, "SELECT count(*) FROM chat_messages") == 0
+    later = datetime.now(UTC) + timedelta(days=2)
+    assert await repo.purge_expired(now=later) == 1  # `live` expires within 24 h
+    assert await session_count(db_session) == 1
+
+
+async def test_purge_expired_rejects_a_naive_now_before_sql(db_session: AsyncSession) -> None:
+    _, chat = await new_chat(db_session)
+    await expire(db_session, chat.id)
+    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
+        await ChatRepository(db_session).purge_expired(now=datetime(2099, 1, 1))
+    assert caught.value.field == "now" and seen == []
+    assert await session_count(db_session) == 1
+
+
+async def test_delete_session_deletes_its_messages_only_for_the_owner(
+    db_session: AsyncSession,
+) -> None:
+    user, chat = await new_chat(db_session)
+    _, other = await new_chat(db_session, user)
+    stranger = await make_user(db_session)
+    repo = ChatRepository(db_session)
+    await repo.add_message(chat.id, user_id=user.id, role="user", content="Namaste")
+    for chat_id, user_id in [(chat.id, stranger.id), (uuid.uuid4(), user.id)]:
+        with pytest.raises(NotFoundError):
+            await repo.delete_session(chat_id, user_id=user_id)
+    assert await session_count(db_session) == 2
+    with count_statements(db_session) as seen:
+        await repo.delete_session(chat.id, user_id=user.id)
+    assert len(seen) == 1
+    assert await scalar(db_session, "SELECT count(*) FROM chat_messages") == 0
+    assert await scalar(db_session, "SELECT id FROM chat_sessions") == other.id
+    await expire(db_session, other.id)
+    with pytest.raises(NotFoundError):
+        await repo.delete_session(other.id, user_id=user.id)
+    assert await session_count(db_session) == 1  # left for purge_expired
+
+
+async def test_get_and_list_show_the_current_row_not_a_stale_loaded_one(
+    db_session: AsyncSession,
+) -> None:
+    user, chat = await new_chat(db_session)  # `chat` stays in the identity map
+    await db_session.execute(
+        text("UPDATE chat_sessions SET last_activity = now() - interval '1 hour' WHERE id = :i"),
+        {"i": chat.id},
+    )
+    an_hour_ago = await scalar(db_session, "SELECT now() - interval '1 hour'")
+    repo = ChatRepository(db_session)
+    assert (await repo.get_session(chat.id, user_id=user.id)).last_activity == an_hour_ago
+    assert [c.last_activity for c in await repo.list_sessions(user.id)] == [an_hour_ago]

@@ -1,0 +1,152 @@
+"""Shared by the report repository's files: value checks before SQL, ownership, counters.
+
+Statements are built once (module constants or cached per shape) and take their values as
+bound parameters: building and cache-keying a statement per call costs more than the
+round trip itself. Value parameters are named `v_<column>`.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import BindParameter, Table, Update, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
+
+from exportsathi_db.errors import InvalidDataError
+from exportsathi_db.models import Base, Report, UserMetrics, new_id
+from exportsathi_db.models.base import validated
+
+# JSONB columns and the JSON shape each must hold (the ORM checks these on attribute sets).
+_JSON_SHAPES: dict[str, type[dict[str, Any]] | type[list[Any]]] = {
+    "report_data": dict,
+    "document_data": dict,
+    "validation_results": dict,
+    "documents_completed": list,
+}
+_SHAPE_NAMES: dict[type, str] = {dict: "a JSON object (dict)", list: "a JSON array (list)"}
+
+# The report's id and owner, only when the acting user owns it (another user's = missing).
+OWNED_REPORT = select(Report.id, Report.user_id).where(
+    Report.id == bindparam("scope_report_id"), Report.user_id == bindparam("scope_user_id")
+)
+
+
+def check_id(field: str, value: Any) -> uuid.UUID:
+    """Ids must be UUIDs: a malformed id is the caller's bug, reported before any SQL."""
+    if not isinstance(value, uuid.UUID):
+        raise InvalidDataError(field, f"must be a UUID; got {type(value).__name__}")
+    return value
+
+
+def owner(report_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
+    """The checked parameters of OWNED_REPORT (and of every statement scoped like it)."""
+    return {
+        "scope_report_id": check_id("report_id", report_id),
+        "scope_user_id": check_id("user_id", user_id),
+    }
+
+
+def checked(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
+    """`validated(...)`, plus NOT NULL columns refusing None and JSON columns their shape."""
+    validated(model, values)
+    columns = model.__table__.columns
+    for key, value in values.items():
+        if value is None and not columns[key].nullable:
+            raise InvalidDataError(key, "is required")
+        shape = _JSON_SHAPES.get(key)
+        if shape is not None and value is not None and not isinstance(value, shape):
+            raise InvalidDataError(
+                key, f"must be {_SHAPE_NAMES[shape]}; got {type(value).__name__}"
+            )
+    return values
+
+
+def check_fields(fields: Iterable[str], allowed: frozenset[str]) -> None:
+    """Reject keyword arguments that are not changeable columns, naming them."""
+    unknown = set(fields) - allowed
+    if unknown:
+        raise InvalidDataError(
+            ", ".join(sorted(unknown)), f"cannot be set here; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def value_param(model: type[Base], name: str) -> BindParameter[Any]:
+    """The bound parameter carrying a value of column `name`, typed like the column."""
+    return bindparam(f"v_{name}", type_=model.__table__.columns[name].type)
+
+
+def value_params(values: dict[str, Any]) -> dict[str, Any]:
+    """Values keyed by their `value_param` names."""
+    return {f"v_{name}": value for name, value in values.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def insert_under_report(
+    model: type[Base], names: tuple[str, ...], now: tuple[str, ...] = ()
+) -> ExecutableReturnsRows:
+    """INSERT ... SELECT FROM the owned report: ownership check and insert in one statement,
+    which inserts nothing (and fails nothing) when the report is not the user's.
+
+    Columns `names` take `v_<name>` parameters and columns `now` the transaction's time;
+    execute with `new_row(...)`.
+    """
+    table = table_of(model)
+    source = select(
+        bindparam("new_id", type_=table.columns["id"].type),
+        Report.user_id,
+        Report.id,
+        *(value_param(model, name) for name in names),
+        *(func.now() for _ in now),
+    ).where(Report.id == bindparam("scope_report_id"), Report.user_id == bindparam("scope_user_id"))
+    columns = ["id", "user_id", "report_id", *names, *now]
+    return returning_orm(model, insert(table).from_select(columns, source))
+
+
+def table_of(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def returning_orm(model: type[Base], statement: Any) -> ExecutableReturnsRows:
+    """A Core INSERT/UPDATE returning `model`'s rows, loaded as ORM objects.
+
+    (The ORM's own INSERT would read a parameter dict as rows to bulk-insert.)
+    """
+    returning = statement.returning(*model.__table__.columns)
+    loaded = select(model).from_statement(returning)
+    return loaded.execution_options(populate_existing=True)
+
+
+def new_row(report_id: uuid.UUID, user_id: uuid.UUID, values: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of an `insert_under_report` statement."""
+    return {"new_id": new_id(), **owner(report_id, user_id), **value_params(values)}
+
+
+@functools.lru_cache(maxsize=16)
+def _decrement(names: tuple[str, ...]) -> Update:
+    values = {
+        name: func.greatest(getattr(UserMetrics, name) - value_param(UserMetrics, name), 0)
+        for name in names
+    }
+    return (
+        update(UserMetrics)
+        .where(UserMetrics.user_id == bindparam("scope_user_id"))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def decrement_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas: int) -> None:
+    """Atomically subtract from a user's counters, never below zero and never creating the row.
+
+    Rows made outside this package (raw SQL, factories) were never counted; clamping keeps
+    the counters non-negative instead of failing the caller's transaction.
+    """
+    statement = _decrement(tuple(sorted(deltas)))
+    await session.execute(statement, {"scope_user_id": user_id, **value_params(deltas)})

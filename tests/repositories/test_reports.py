@@ -1,0 +1,246 @@
+"""ReportRepository's reports: create, get, get_full and update against the real database."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exportsathi_db.errors import InvalidDataError, NotFoundError
+from exportsathi_db.repositories.reports import ReportRepository
+from tests.factories import make_report, make_user
+from tests.repositories.reports_helpers import add_children, count_rows, metrics, new_report, row
+from tests.statements import count_statements
+
+
+async def test_create_copies_the_profile_counts_the_report_in_two_statements(
+    db_session: AsyncSession,
+) -> None:
+    user = await make_user(db_session, business_type="SaaS", company_size="Micro")
+    repo = ReportRepository(db_session)
+    with count_statements(db_session) as seen:
+        report = await new_report(repo, user, hs_code="1006.30", risk_score=40)
+    assert len(seen) == 2
+    assert report.id.version == 7 and report.status == "completed"
+    stored = await row(db_session, "reports", report.id)
+    assert stored["user_id"] == user.id
+    assert (stored["business_type"], stored["company_size"]) == ("SaaS", "Micro")
+    assert stored["monthly_volume"] == user.monthly_volume
+    assert (stored["hs_code"], stored["risk_score"]) == ("1006.30", 40)
+    assert stored["report_data"] == {"hs_code": "1006.30", "certifications": ["APEDA"]}
+    assert await metrics(db_session, user.id) == (1, 0, 0)
+
+
+async def test_create_keeps_given_profile_fields_and_every_optional_column(
+    db_session: AsyncSession,
+) -> None:
+    user = await make_user(db_session)
+    optional: dict[str, Any] = {
+        "business_type": "Merchant",
+        "company_size": "Medium",
+        "monthly_volume": 0,
+        "product_image_url": "https://cdn.example.in/rice.png",
+        "ingredients": "rice",
+        "bom": "rice, jute bag",
+        "price_range": "1-2 USD/kg",
+        "payment_mode": "LC",
+        "hs_code": "1006.30",
+        "hs_code_confidence": Decimal("87.50"),
+        "risk_score": 0,
+        "estimated_cost": Decimal("125000.00"),
+        "estimated_timeline_days": 45,
+        "status": "processing",
+    }
+    report = await new_report(ReportRepository(db_session), user, **optional)
+    stored = await row(db_session, "reports", report.id)
+    assert {key: stored[key] for key in optional} == optional
+    assert await metrics(db_session, user.id) == (1, 0, 0)
+
+
+async def test_create_for_a_missing_user_writes_nothing_and_keeps_the_transaction(
+    db_session: AsyncSession,
+) -> None:
+    repo = ReportRepository(db_session)
+    before = [await count_rows(db_session, table) for table in ("reports", "user_metrics")]
+    with count_statements(db_session) as seen, pytest.raises(NotFoundError):
+        await repo.create(
+            user_id=uuid.uuid4(), product_name="Tea", destination_country="UK", report_data={}
+        )
+    assert len(seen) == 1
+    assert [await count_rows(db_session, table) for table in ("reports", "user_metrics")] == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("product_name", None),
+        ("product_name", "x" * 256),
+        ("destination_country", None),
+        ("report_data", ["not", "an", "object"]),
+        ("report_data", {"nan": float("nan")}),
+        ("report_data", None),
+        ("business_type", "Farmer"),
+        ("company_size", "Huge"),
+        ("risk_score", 101),
+        ("hs_code_confidence", Decimal("100.01")),
+        ("monthly_volume", -1),
+        ("status", "done"),
+        ("status", None),
+        ("hs_code", "nul\x00"),
+        ("user_id", "not-a-uuid"),
+    ],
+)
+async def test_create_rejects_bad_input_before_any_sql(
+    db_session: AsyncSession, field: str, value: object
+) -> None:
+    user = await make_user(db_session)
+    fields: dict[str, Any] = {
+        "user_id": user.id,
+        "product_name": "Tea",
+        "destination_country": "UK",
+        "report_data": {},
+    } | {field: value}
+    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
+        await ReportRepository(db_session).create(**fields)
+    assert caught.value.field == field
+    assert seen == []
+    assert await count_rows(db_session, "reports", user_id=user.id) == 0
+    assert await metrics(db_session, user.id) is None
+
+
+async def test_get_and_get_or_none_see_only_the_owners_report(db_session: AsyncSession) -> None:
+    owner, other = await make_user(db_session), await make_user(db_session)
+    report = await make_report(db_session, owner)
+    repo = ReportRepository(db_session)
+    db_session.expunge_all()
+    with count_statements(db_session) as seen:
+        found = await repo.get(report.id, user_id=owner.id)
+    assert len(seen) == 1 and found.id == report.id and found.product_name == report.product_name
+    assert await repo.get_or_none(report.id, user_id=other.id) is None
+    assert await repo.get_or_none(uuid.uuid4(), user_id=owner.id) is None
+    with pytest.raises(NotFoundError):
+        await repo.get(report.id, user_id=other.id)
+    with pytest.raises(NotFoundError):
+        await repo.get(uuid.uuid4(), user_id=owner.id)
+    with pytest.raises(InvalidDataError, match="report_id"):
+        await repo.get("1", user_id=owner.id)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("children", [0, 1, 12])
+async def test_get_full_loads_every_child_in_four_statements_whatever_their_number(
+    db_session: AsyncSession, children: int
+) -> None:
+    user = await make_user(db_session)
+    repo = ReportRepository(db_session)
+    report = await new_report(repo, user)
+    await add_children(repo, report, children)
+    db_session.expunge_all()
+    with count_statements(db_session) as seen:
+        full = await repo.get_full(report.id, user_id=user.id)
+    assert len(seen) == 4
+    db_session.expunge(full)  # what it promised is loaded: usable without the session
+    assert [c.certification_id for c in full.certifications] == [f"C{i}" for i in range(children)]
+    assert [d.document_data["n"] for d in full.documents] == list(range(children))
+    days = [task.day_number for task in full.action_plan]
+    assert len(days) == children * 2 and days == sorted(days)
+
+
+async def test_get_full_reloads_collections_already_in_the_session(
+    db_session: AsyncSession,
+) -> None:
+    user = await make_user(db_session)
+    repo = ReportRepository(db_session)
+    report = await new_report(repo, user)
+    assert (await repo.get_full(report.id, user_id=user.id)).documents == []
+    await repo.add_document(report.id, user_id=user.id, document_type="coo", document_data={})
+    await repo.save_action_plan(
+        report.id, user_id=user.id, tasks=[{"task_id": "a", "day_number": 1, "task_title": "A"}]
+    )
+    again = await repo.get_full(report.id, user_id=user.id)
+    assert again is report
+    assert [d.document_type for d in again.documents] == ["coo"]
+    assert [t.task_id for t in again.action_plan] == ["a"]
+
+
+async def test_get_full_of_another_users_report_is_not_found_in_one_statement(
+    db_session: AsyncSession,
+) -> None:
+    owner, other = await make_user(db_session), await make_user(db_session)
+    report = await make_report(db_session, owner)
+    repo = ReportRepository(db_session)
+    with count_statements(db_session) as seen, pytest.raises(NotFoundError):
+        await repo.get_full(report.id, user_id=other.id)
+    assert len(seen) == 1
+    with pytest.raises(NotFoundError):
+        await repo.get_full(uuid.uuid4(), user_id=owner.id)
+
+
+async def test_update_changes_the_fields_in_one_statement(db_session: AsyncSession) -> None:
+    user = await make_user(db_session)
+    repo = ReportRepository(db_session)
+    report = await new_report(repo, user, status="processing")
+    with count_statements(db_session) as seen:
+        updated = await repo.update(
+            report.id,
+            user_id=user.id,
+            status="failed",
+            hs_code=None,
+            report_data={"error": "timeout"},
+            estimated_cost=Decimal("10.50"),
+        )
+    assert len(seen) == 1 and updated is report and report.status == "failed"
+    stored = await row(db_session, "reports", report.id)
+    assert (stored["status"], stored["hs_code"]) == ("failed", None)
+    assert stored["report_data"] == {"error": "timeout"}
+    assert stored["estimated_cost"] == Decimal("10.50")
+    assert stored["product_name"] == "Basmati rice"
+
+
+async def test_update_with_no_fields_returns_the_report_unchanged(db_session: AsyncSession) -> None:
+    user = await make_user(db_session)
+    report = await make_report(db_session, user)
+    same = await ReportRepository(db_session).update(report.id, user_id=user.id)
+    assert same.id == report.id
+    assert (await row(db_session, "reports", report.id))["product_name"] == report.product_name
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"id": uuid.uuid4()}, "id"),
+        ({"created_at": None}, "created_at"),
+        ({"updated_at": None}, "updated_at"),
+        ({"colour": "red"}, "colour"),
+        ({"product_name": None}, "product_name"),
+        ({"status": "done"}, "status"),
+        ({"risk_score": -1}, "risk_score"),
+        ({"report_data": "text"}, "report_data"),
+    ],
+)
+async def test_update_rejects_bad_fields_and_changes_nothing(
+    db_session: AsyncSession, fields: dict[str, Any], named: str
+) -> None:
+    user = await make_user(db_session)
+    report = await make_report(db_session, user)
+    before = await row(db_session, "reports", report.id)
+    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
+        await ReportRepository(db_session).update(report.id, user_id=user.id, **fields)
+    assert caught.value.field == named and seen == []
+    assert await row(db_session, "reports", report.id) == before
+
+
+async def test_update_of_another_users_report_is_not_found_and_changes_nothing(
+    db_session: AsyncSession,
+) -> None:
+    owner, other = await make_user(db_session), await make_user(db_session)
+    report = await make_report(db_session, owner)
+    before = await row(db_session, "reports", report.id)
+    repo = ReportRepository(db_session)
+    with pytest.raises(NotFoundError):
+        await repo.update(report.id, user_id=other.id, status="failed")
+    with pytest.raises(NotFoundError):
+        await repo.update(report.id, user_id=other.id)
+    assert await row(db_session, "reports", report.id) == before

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, bindparam
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.errors import InvalidDataError, translate
@@ -77,13 +77,25 @@ def check_limit(limit: int, *, maximum: int = 1000) -> int:
     return limit
 
 
-async def bump_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas: Any) -> None:
-    """Atomically add to a user's counters, creating their metrics row on first use."""
+@functools.lru_cache(maxsize=16)
+def _bump_statement(names: tuple[str, ...]) -> Insert:
+    """Built once per set of counters: building it costs more than the round trip."""
     table = UserMetrics.__table__
     assert isinstance(table, Table)
-    statement = insert(table).values(id=new_id(), user_id=user_id, **deltas)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.user_id],
-        set_={name: table.c[name] + statement.excluded[name] for name in deltas},
+    values = {name: bindparam(f"d_{name}", type_=table.c[name].type) for name in names}
+    statement = insert(table).values(
+        id=bindparam("d_id", type_=table.c.id.type),
+        user_id=bindparam("d_user_id", type_=table.c.user_id.type),
+        **values,
     )
-    await session.execute(statement)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.user_id],
+        set_={name: table.c[name] + statement.excluded[name] for name in names},
+    )
+
+
+async def bump_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas: Any) -> None:
+    """Atomically add to a user's counters, creating their metrics row on first use."""
+    params = {f"d_{name}": value for name, value in deltas.items()}
+    params |= {"d_id": new_id(), "d_user_id": user_id}
+    await session.execute(_bump_statement(tuple(sorted(deltas))), params)

@@ -84,7 +84,7 @@ def get_session() -> Executable:
 
 
 @functools.cache
-def add_messages() -> Executable:
+def add_messages(*, returning: bool) -> Executable:
     """WITH touched AS (UPDATE the session) INSERT ... SELECT FROM touched, unnest(arrays).
 
     Nothing is inserted unless the UPDATE found the user's live session; the UPDATE moves
@@ -119,8 +119,10 @@ def add_messages() -> Executable:
         sa_cast(incoming.c.sources, JSONB),
     ).join_from(touched, incoming, true())
     columns = ["id", "session_id", "role", "content", "sources"]
-    statement = insert(MESSAGES).from_select(columns, source).returning(*MESSAGES.c)
-    return select(ChatMessage).from_statement(statement)
+    statement = insert(MESSAGES).from_select(columns, source)
+    if not returning:  # a batch: the caller has the contents; skip loading the rows back
+        return statement
+    return select(ChatMessage).from_statement(statement.returning(*MESSAGES.c))
 
 
 @functools.cache

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from exportsathi_db.errors import AlreadyExistsError, InvalidDataError, NotFoundError
@@ -13,9 +14,49 @@ from exportsathi_db.models import User, new_id
 from exportsathi_db.models.base import validated
 from exportsathi_db.repositories.base import Repository, translate_errors
 
+CREATED = (
+    "email",
+    "password_hash",
+    "business_type",
+    "company_size",
+    "company_name",
+    "monthly_volume",
+)
 UPDATABLE = frozenset(
     {"email", "password_hash", "business_type", "company_size", "company_name", "monthly_volume"}
 )
+
+
+# Statements are built once: building one costs more than its round trip.
+_COLUMNS = User.__table__.columns
+_INSERT = (
+    insert(User)
+    .values(
+        id=bindparam("v_id", type_=_COLUMNS["id"].type),
+        **{name: bindparam(f"v_{name}", type_=_COLUMNS[name].type) for name in CREATED},
+    )
+    .on_conflict_do_nothing(index_elements=[func.lower(User.email)])
+    .returning(User)
+)
+_BY_EMAIL = select(User).where(func.lower(User.email) == func.lower(bindparam("email")))
+_DELETE = delete(User).where(User.id == bindparam("user_id")).returning(User.id)
+
+
+@functools.lru_cache(maxsize=64)
+def _update(names: tuple[str, ...], *, login: bool) -> Any:
+    """UPDATE ... RETURNING of the given columns (and `last_login = now()` for a login)."""
+    values: dict[str, Any] = {
+        name: bindparam(f"v_{name}", type_=_COLUMNS[name].type) for name in names
+    }
+    if login:
+        values["last_login"] = func.now()
+    return (
+        update(User)
+        .where(User.id == bindparam("user_id"))
+        .values(**values)
+        .returning(User)
+        .execution_options(populate_existing=True)
+    )
 
 
 class UserRepository(Repository):
@@ -45,13 +86,8 @@ class UserRepository(Repository):
                 "monthly_volume": monthly_volume,
             },
         )
-        statement = (
-            insert(User)
-            .values(id=new_id(), **values)
-            .on_conflict_do_nothing(index_elements=[func.lower(User.email)])
-            .returning(User)
-        )
-        user = (await self.session.scalars(statement)).one_or_none()
+        params = {f"v_{name}": value for name, value in values.items()} | {"v_id": new_id()}
+        user = (await self.session.scalars(_INSERT, params)).one_or_none()
         if user is None:
             raise AlreadyExistsError(
                 "email: an account with this email already exists",
@@ -73,8 +109,7 @@ class UserRepository(Repository):
     @translate_errors
     async def get_by_email(self, email: str) -> User | None:
         """Case-insensitive lookup (served by the unique index on lower(email))."""
-        statement = select(User).where(func.lower(User.email) == func.lower(email))
-        return (await self.session.scalars(statement)).one_or_none()
+        return (await self.session.scalars(_BY_EMAIL, {"email": email})).one_or_none()
 
     @translate_errors
     async def update(self, user_id: uuid.UUID, **fields: Any) -> User:
@@ -92,24 +127,21 @@ class UserRepository(Repository):
     @translate_errors
     async def record_login(self, user_id: uuid.UUID) -> User:
         """Stamp `last_login` with the transaction's time."""
-        return await self._update(user_id, {"last_login": func.now()})
+        return await self._update(user_id, {}, login=True)
 
     @translate_errors
     async def delete(self, user_id: uuid.UUID) -> None:
         """Delete the user and, by cascade, everything of theirs."""
-        statement = delete(User).where(User.id == user_id).returning(User.id)
-        if (await self.session.execute(statement)).first() is None:
+        if (await self.session.execute(_DELETE, {"user_id": user_id})).first() is None:
             raise NotFoundError(f"user {user_id} not found")
 
-    async def _update(self, user_id: uuid.UUID, values: dict[str, Any]) -> User:
-        statement = (
-            update(User)
-            .where(User.id == user_id)
-            .values(**values)
-            .returning(User)
-            .execution_options(populate_existing=True)
-        )
-        user = (await self.session.scalars(statement)).one_or_none()
+    async def _update(
+        self, user_id: uuid.UUID, values: dict[str, Any], *, login: bool = False
+    ) -> User:
+        params = {f"v_{name}": value for name, value in values.items()}
+        params["user_id"] = user_id
+        statement = _update(tuple(sorted(values)), login=login)
+        user: User | None = (await self.session.scalars(statement, params)).one_or_none()
         if user is None:
             raise NotFoundError(f"user {user_id} not found")
         return user

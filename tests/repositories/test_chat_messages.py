@@ -149,20 +149,19 @@ async def test_add_messages_is_one_statement_whatever_the_count_and_keeps_order(
     with count_statements(db_session) as seen:
         added = await repo.add_messages(chat.id, user_id=user.id, messages=batch)
     assert len(seen) == 1
-    assert [(m.role, m.content, m.sources) for m in added] == [
-        (m["role"], m["content"], m["sources"]) for m in batch
-    ]
+    assert len(added) == count and all(isinstance(i, uuid.UUID) for i in added)
     rows = await db_session.execute(
         text(
-            "SELECT id, content, jsonb_typeof(sources) FROM chat_messages"
+            "SELECT id, role, content, jsonb_typeof(sources) FROM chat_messages"
             " WHERE session_id = :s ORDER BY created_at, id"
         ),
         {"s": chat.id},
     )
     stored = [tuple(r) for r in rows]
     assert stored == [
-        (m.id, m.content, None if m.sources is None else "array") for m in added
-    ]  # SQL NULL, not JSON null, for absent sources
+        (i, m["role"], m["content"], None if m["sources"] is None else "array")
+        for i, m in zip(added, batch, strict=True)
+    ]  # input order kept; SQL NULL, not JSON null, for absent sources
 
 
 async def test_add_messages_empty_batch_checks_the_session_and_writes_nothing(
@@ -214,10 +213,10 @@ async def test_history_pages_back_from_the_latest_oldest_first(db_session: Async
     with count_statements(db_session) as seen_before:
         older = await repo.history(chat.id, user_id=user.id, limit=3, before=page[0].id)
     assert len(seen) == len(seen_before) == 1
-    assert [m.id for m in older] == [m.id for m in added[2:5]]
+    assert [m.id for m in older] == added[2:5]
     rest = await repo.history(chat.id, user_id=user.id, before=older[0].id)
-    assert [m.id for m in rest] == [added[0].id, added[1].id]
-    assert await repo.history(chat.id, user_id=user.id, before=added[0].id) == []
+    assert [m.id for m in rest] == added[:2]
+    assert await repo.history(chat.id, user_id=user.id, before=added[0]) == []
     everything = await repo.history(chat.id, user_id=user.id)
     assert [m.content for m in everything] == [f"message {i}" for i in range(7)] + ["latest"]
 

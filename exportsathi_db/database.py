@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,6 +27,10 @@ logger = logging.getLogger("exportsathi_db")
 
 # After a failed replica checkout, reads go to the primary for this long before retrying.
 REPLICA_RETRY_SECONDS = 5
+# A pooled connection idle for longer than this is pinged (one round trip) before reuse.
+PING_AFTER_IDLE_SECONDS = 10.0
+# How often the server checks, during a statement, that the client is still connected.
+CLIENT_CHECK_INTERVAL_MS = 1000
 
 
 class DatabaseConnection:
@@ -90,6 +95,7 @@ class DatabaseConnection:
 
     @property
     def session_factory(self) -> async_sessionmaker[AsyncSession]:
+        self._check_loop()  # the cached factory must not bypass the event-loop guard
         if self._session_factory is None:
             self._session_factory = async_sessionmaker(self.engine, expire_on_commit=False)
         return self._session_factory
@@ -175,7 +181,9 @@ class DatabaseConnection:
 
     def _create_engine(self, raw_url: str | URL | None = None) -> AsyncEngine:
         s = self.settings
-        url, sslmode = parse_database_url(raw_url or self._url or self._configured_url())
+        if raw_url is None:  # an explicit "" is a bad URL, not "use the configured one"
+            raw_url = self._url if self._url is not None else self._configured_url()
+        url, sslmode = parse_database_url(raw_url)
         server_settings = {"application_name": s.db_application_name}
         if s.db_statement_timeout_ms is not None:
             server_settings["statement_timeout"] = str(s.db_statement_timeout_ms)
@@ -195,16 +203,19 @@ class DatabaseConnection:
             connect_args["statement_cache_size"] = 0
             connect_args["prepared_statement_cache_size"] = 0
             connect_args["prepared_statement_name_func"] = _unique_statement_name
-        return create_async_engine(
+        engine = create_async_engine(
             url,
             pool_size=s.db_pool_size,
             max_overflow=s.db_max_overflow,
             pool_timeout=s.db_pool_timeout,
             pool_recycle=s.db_pool_recycle,
-            pool_pre_ping=True,
+            pool_pre_ping=False,  # replaced by the cheaper checkout check below
             echo=s.db_echo,
             connect_args=connect_args,
         )
+        if not s.db_pgbouncer:  # a SET would leak to PgBouncer's other clients
+            event.listen(engine.sync_engine, "connect", _check_client_connection)
+        return engine
 
     def _configured_url(self) -> str | URL:
         s = self.settings
@@ -232,6 +243,37 @@ async def _rollback(session: AsyncSession) -> None:
         await asyncio.shield(session.rollback())
     except Exception as exc:  # a lost connection is invalidated by the pool; keep the first error
         logger.debug("rollback failed: %s", type(exc).__name__)
+
+
+def _check_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Pre-ping, cheaply. SQLAlchemy's pre-ping costs three round trips per checkout (BEGIN, a
+    ping, ROLLBACK); this one costs none for a connection the server has closed (a restart or
+    `pg_terminate_backend` closes the socket, which asyncpg notices) or that was used in the
+    last PING_AFTER_IDLE_SECONDS, and one round trip after a longer idle spell, in case a
+    firewall or failover dropped it silently. A dead connection is replaced transparently.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
+    idle_since = record.info.get("idle_since")
+    if idle_since is not None and time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
+        try:
+            dbapi_connection.run_async(lambda conn: conn.execute(";"))
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection did not answer a ping") from exc
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _check_client_connection(dbapi_connection: Any, _record: Any) -> None:
+    """Have the server poll the client's socket during statements (PostgreSQL 14+): when a
+    connection is dropped mid-statement (e.g. its task was cancelled again while asyncpg was
+    cancelling the statement), the server stops the statement instead of running it to its end.
+    """
+    if dbapi_connection.driver_connection.get_server_version() >= (14,):
+        sql = f"SET client_connection_check_interval = {CLIENT_CHECK_INTERVAL_MS}"
+        dbapi_connection.run_async(lambda conn: conn.execute(sql))
 
 
 def _unique_statement_name() -> str:

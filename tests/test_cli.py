@@ -1,0 +1,175 @@
+"""`python -m exportsathi_db` as a user runs it: real processes, real databases, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from exportsathi_db.database import DatabaseConnection
+from exportsathi_db.migrations import head_revision
+from tests.helpers import CANARY, free_port
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+EmptyDatabase = Callable[[], Awaitable[URL]]
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+    seconds: float
+
+    @property
+    def printed(self) -> str:
+        return self.out + self.err
+
+
+async def run(
+    *args: str, url: URL | str | None, cwd: Path, module: str = "exportsathi_db", **env: str
+) -> Run:
+    """Run `python -m <module> args` with DATABASE_URL=url and no other DB settings."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_", "ENVIRON"))
+    }
+    if url is not None:
+        raw = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
+        environment["DATABASE_URL"] = raw
+    start = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *args,
+        cwd=cwd,  # no .env here
+        env=environment | env,
+        stdin=asyncio.subprocess.DEVNULL,  # not a terminal
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode(), time.monotonic() - start)
+
+
+async def tables(url: URL) -> set[str]:
+    db = DatabaseConnection(url)
+    try:
+        async with db.engine.connect() as conn:
+            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            return set((await conn.execute(text(sql))).scalars())
+    finally:
+        await db.dispose()
+
+
+def one_clean_error_line(result: Run) -> str:
+    """A failure: non-zero exit, one line on stderr, no traceback, no password."""
+    assert result.code != 0, result
+    assert "Traceback" not in result.printed
+    assert CANARY not in result.printed
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    return lines[0]
+
+
+async def test_init_twice_then_check(empty_database: EmptyDatabase, tmp_path: Path) -> None:
+    url = await empty_database()
+    first = await run("init", url=url, cwd=tmp_path)
+    assert (first.code, first.err) == (0, ""), first
+    assert f"migrated empty database -> {head_revision()}" in first.out
+    assert len(await tables(url)) == 11
+
+    second = await run("init", url=url, cwd=tmp_path)
+    assert (second.code, second.err) == (0, ""), second
+    assert "nothing to do" in second.out
+
+    check = await run("check", url=url, cwd=tmp_path)
+    assert (check.code, check.err) == (0, ""), check
+    for expected in (
+        "server:    PostgreSQL ",
+        f"127.0.0.1:{url.port}",
+        "latency:",
+        " ms round trip",
+        f"schema:    {head_revision()} (head {head_revision()})",
+        "pool:      size 10 + overflow 20",
+    ):
+        assert expected in check.out
+
+
+async def test_check_before_init_fails(empty_database: EmptyDatabase, tmp_path: Path) -> None:
+    result = await run("check", url=await empty_database(), cwd=tmp_path)
+    assert result.code != 0
+    assert "schema:    none" in result.out
+    assert "run `python -m exportsathi_db init`" in result.err
+
+
+async def test_check_against_a_dead_server(database_url: URL, tmp_path: Path) -> None:
+    port = free_port()
+    result = await run("check", url=database_url.set(port=port, password=CANARY), cwd=tmp_path)
+    line = one_clean_error_line(result)
+    assert f"127.0.0.1:{port}" in line and "cannot connect" in line
+    assert result.seconds < 5  # interpreter start-up included; a refused port answers at once
+
+
+async def test_check_with_a_wrong_password(database_url: URL, tmp_path: Path) -> None:
+    result = await run("check", url=database_url.set(password=CANARY), cwd=tmp_path)
+    assert "refused the login" in one_clean_error_line(result)
+
+
+BAD_CONFIGURATION = [
+    (f"mysql://app:{CANARY}@127.0.0.1/app", {}, "must be a PostgreSQL URL"),
+    ("this is not a url", {}, "not a valid URL"),
+    (f"postgresql://app:{CANARY}@127.0.0.1/app", {"DB_POOL_SIZE": "abc"}, "DB_POOL_SIZE"),
+]
+
+
+async def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
+    cases = [(command, *case) for command in ("check", "init") for case in BAD_CONFIGURATION]
+    results = await asyncio.gather(
+        *(run(command, url=url, cwd=tmp_path, **env) for command, url, env, _ in cases)
+    )
+    for (command, _url, _env, message), result in zip(cases, results, strict=True):
+        assert message in one_clean_error_line(result), (command, message)
+
+
+async def test_bad_usage_is_refused_without_traceback(tmp_path: Path) -> None:
+    usages = [(), ("migrate",), ("init", "--force"), ("check", "extra"), ("drop", "--all")]
+    results = await asyncio.gather(
+        *(run(*args, url="postgresql://u@127.0.0.1/app", cwd=tmp_path) for args in usages)
+    )
+    for args, result in zip(usages, results, strict=True):
+        assert result.code == 2, args
+        assert "usage:" in result.err and "Traceback" not in result.printed
+
+
+async def test_drop(empty_database: EmptyDatabase, tmp_path: Path) -> None:
+    url = await empty_database()
+    assert (await run("init", url=url, cwd=tmp_path)).code == 0
+    refused = await run("drop", url=url, cwd=tmp_path)  # stdin is not a terminal: no prompt
+    assert "--yes" in one_clean_error_line(refused)
+    assert len(await tables(url)) == 11
+
+    dropped = await run("drop", "--yes", url=url, cwd=tmp_path)
+    assert (dropped.code, dropped.err) == (0, ""), dropped
+    assert await tables(url) == set()
+
+
+async def test_the_alembic_command_line_runs_its_own_loop(
+    empty_database: EmptyDatabase, tmp_path: Path
+) -> None:
+    url = await empty_database()
+    config = ("-c", str(ALEMBIC_INI))
+    upgraded = await run(*config, "upgrade", "head", url=url, cwd=tmp_path, module="alembic")
+    assert upgraded.code == 0, upgraded
+    assert (await run("check", url=url, cwd=tmp_path)).code == 0
+    downgraded = await run(*config, "downgrade", "base", url=url, cwd=tmp_path, module="alembic")
+    assert downgraded.code == 0, downgraded
+    assert await tables(url) == {"alembic_version"}

@@ -136,6 +136,7 @@ class DatabaseConnection:
         return (self._read_url or self.settings.database_read_url) is not None
 
     async def _read_session(self) -> AsyncSession:
+        self._check_loop()  # the cached factories must not bypass the event-loop guard
         if self.has_replica and time.monotonic() >= self._replica_down_until:
             session = self._read_factory(replica=True)()
             try:
@@ -213,6 +214,8 @@ class DatabaseConnection:
             echo=s.db_echo,
             connect_args=connect_args,
         )
+        event.listen(engine.sync_engine, "checkout", _check_on_checkout)
+        event.listen(engine.sync_engine, "checkin", _note_checkin)
         if not s.db_pgbouncer:  # a SET would leak to PgBouncer's other clients
             event.listen(engine.sync_engine, "connect", _check_client_connection)
         return engine

@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    TypeDecorator,
     event,
     func,
 )
@@ -70,9 +71,20 @@ JSON_OBJECT = JSONObject.as_mutable(JSONB)
 JSON_ARRAY = JSONArray.as_mutable(JSONB)
 
 
+class AwareDateTime(TypeDecorator[datetime]):
+    """`timestamptz` that refuses naive datetimes on every path (ORM, Core, `text()` binds
+    typed with it): PostgreSQL would read a naive value in the server's time zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return validation.check_aware("timestamp", value)  # type: ignore[no-any-return]
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: DateTime(timezone=True)}  # noqa: RUF012
+    type_annotation_map = {datetime: AwareDateTime()}  # noqa: RUF012
     # Fetch server-set values (created_at, updated_at) with RETURNING: no lazy refresh later.
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
 
@@ -132,7 +144,7 @@ def check_value(column: Column[Any], value: Any) -> Any:
         info["check"](field, value)
     if isinstance(kind, String):
         validation.check_text(field, value, max_length=kind.length, nullable=True)
-    elif isinstance(kind, DateTime):
+    elif isinstance(kind, AwareDateTime):
         validation.check_aware(field, value)
     elif isinstance(kind, Boolean):
         if not isinstance(value, bool):

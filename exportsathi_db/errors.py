@@ -6,8 +6,11 @@ errors are classified by SQLSTATE and constraint name, never by message text.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
+from asyncpg import exceptions as asyncpg_exc
+from asyncpg.exceptions import ClientConfigurationError
 from sqlalchemy import exc as sa_exc
 
 
@@ -68,7 +71,7 @@ class QueryTimeoutError(ExportSathiDBError):
 # Friendly messages for the constraints users hit; the rest get a generic message.
 _UNIQUE_MESSAGES = {
     "uq_users_lower_email": ("email", "an account with this email already exists"),
-    "uq_action_plan_progress_report_id": ("task_id", "this task already exists in the plan"),
+    "uq_action_plan_progress_report_id_task_id": ("task_id", "this task is already in the plan"),
     "uq_finance_analysis_report_id": ("report_id", "this report already has a finance analysis"),
     "uq_logistics_analysis_report_id": (
         "report_id",
@@ -94,21 +97,40 @@ def translate(error: BaseException) -> BaseException:
     orig = getattr(error, "orig", None)
     if isinstance(orig, ExportSathiDBError):  # raised by one of our bind processors
         return orig
+    for cause in (error, _driver_error(error)):  # retrying cannot help these: not retryable
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return ConfigurationError(
+                f"TLS certificate verify failed: {cause.verify_message} (check sslmode and "
+                "the trusted root certificate, e.g. PGSSLROOTCERT)"
+            )
+        if isinstance(cause, ClientConfigurationError):
+            return ConfigurationError(f"the database connection settings cannot work: {cause}")
     if isinstance(error, sa_exc.TimeoutError):
         return PoolTimeoutError(
             "no database connection became free within DB_POOL_TIMEOUT: the pool is exhausted"
         )
     if isinstance(error, (OSError, ConnectionError)):
         return DatabaseUnavailableError(f"cannot reach the database: {type(error).__name__}")
-    if not isinstance(error, sa_exc.DBAPIError):
+    if isinstance(error, asyncpg_exc.ConnectionDoesNotExistError):  # raw asyncpg (fast path)
+        return DatabaseUnavailableError("the database connection was lost; retry the unit of work")
+    if isinstance(error, asyncpg_exc.PostgresError):
+        driver: Any = error
+    elif isinstance(error, sa_exc.DBAPIError):
+        driver = _driver_error(error)
+    else:
         return error
 
-    driver = _driver_error(error)
     sqlstate: str = getattr(driver, "sqlstate", None) or getattr(orig, "sqlstate", None) or ""
     constraint: str = getattr(driver, "constraint_name", None) or ""
     column: str = getattr(driver, "column_name", None) or ""
 
-    if error.connection_invalidated or sqlstate.startswith(_CONNECTION_SQLSTATE_CLASSES):
+    if sqlstate.startswith("28"):  # invalid_authorization_specification, invalid_password
+        return ConfigurationError(
+            f"the server refused the login (SQLSTATE {sqlstate}): check the user and password "
+            "of DATABASE_URL and the server's pg_hba.conf"
+        )
+    invalidated = getattr(error, "connection_invalidated", False)
+    if invalidated or sqlstate.startswith(_CONNECTION_SQLSTATE_CLASSES):
         return DatabaseUnavailableError("the database connection was lost; retry the unit of work")
     if not sqlstate and isinstance(driver, (OSError, ConnectionError)):
         return DatabaseUnavailableError("the database connection was lost; retry the unit of work")

@@ -9,10 +9,13 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from exportsathi_db import validation
 from exportsathi_db.errors import AlreadyExistsError, InvalidDataError, NotFoundError
 from exportsathi_db.models import User, new_id
 from exportsathi_db.models.base import validated
 from exportsathi_db.repositories.base import Repository, translate_errors
+from exportsathi_db.repositories.fastpath import adopt, columns, driver
+from exportsathi_db.repositories.report_common import check_id
 
 CREATED = (
     "email",
@@ -39,6 +42,8 @@ _INSERT = (
     .returning(User)
 )
 _BY_EMAIL = select(User).where(func.lower(User.email) == func.lower(bindparam("email")))
+_BY_EMAIL_SQL = f"SELECT {columns(User)} FROM users WHERE lower(email) = lower($1)"
+_LOGIN_SQL = f"UPDATE users SET last_login = now() WHERE id = $1 RETURNING {columns(User)}"
 _DELETE = delete(User).where(User.id == bindparam("user_id")).returning(User.id)
 
 
@@ -109,7 +114,9 @@ class UserRepository(Repository):
     @translate_errors
     async def get_by_email(self, email: str) -> User | None:
         """Case-insensitive lookup (served by the unique index on lower(email))."""
-        return (await self.session.scalars(_BY_EMAIL, {"email": email})).one_or_none()
+        validation.check_text("email", email, nullable=False)
+        row = await (await driver(self.session)).fetchrow(_BY_EMAIL_SQL, email)
+        return None if row is None else adopt(self.session, User, row)
 
     @translate_errors
     async def update(self, user_id: uuid.UUID, **fields: Any) -> User:
@@ -127,7 +134,10 @@ class UserRepository(Repository):
     @translate_errors
     async def record_login(self, user_id: uuid.UUID) -> User:
         """Stamp `last_login` with the transaction's time."""
-        return await self._update(user_id, {}, login=True)
+        row = await (await driver(self.session)).fetchrow(_LOGIN_SQL, check_id("user_id", user_id))
+        if row is None:
+            raise NotFoundError(f"user {user_id} not found")
+        return adopt(self.session, User, row)
 
     @translate_errors
     async def delete(self, user_id: uuid.UUID) -> None:

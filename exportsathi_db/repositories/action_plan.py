@@ -48,7 +48,7 @@ _UPSERT = text(
             WHEN false THEN NULL
             ELSE p.completed_at END
     RETURNING {_COLUMNS}
-    """  # noqa: S608 (the only interpolation is the table's own column names)
+    """
 ).bindparams(
     bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
     bindparam("task_ids", type_=ARRAY(String)),

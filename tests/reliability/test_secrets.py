@@ -1,0 +1,106 @@
+"""The server password never shows in logs (even DEBUG with echo), error messages or reprs."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import traceback
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from exportsathi_db.database import DatabaseConnection
+from exportsathi_db.errors import (
+    AlreadyExistsError,
+    ConfigurationError,
+    DatabaseUnavailableError,
+)
+from exportsathi_db.repositories.users import UserRepository
+from tests.factories import PASSWORD_HASH, unique
+from tests.reliability.support import settings
+from tests.servers import free_port
+
+ECHOED = "SELECT count(*) AS echoed FROM users WHERE email = "
+PROFILE: dict[str, Any] = {
+    "password_hash": PASSWORD_HASH,
+    "business_type": "SaaS",
+    "company_size": "Small",
+}
+
+
+def _texts_of(error: BaseException) -> list[str]:
+    """Everything an error can print: str, repr and the whole chained traceback."""
+    texts = ["".join(traceback.format_exception(error))]
+    seen: BaseException | None = error
+    while seen is not None:
+        texts += [str(seen), repr(seen), repr(seen.args)]
+        seen = seen.__cause__ or seen.__context__
+    return texts
+
+
+async def _workload(url: URL, texts: list[str]) -> None:
+    """Create/get/update users, a duplicate email: with echo on; reprs and errors to `texts`."""
+    config = settings(database_url=url.render_as_string(hide_password=False), db_echo=True)
+    db = DatabaseConnection(settings=config)
+    email = f"{unique('secret')}@example.in"
+    try:
+        async with db.session_scope() as session:
+            users = UserRepository(session)
+            user = await users.create(email=email, **PROFILE)
+            await users.update(user.id, company_name="Surat Diamonds")
+            texts += [repr(await users.get(user.id))]
+            found = await session.execute(
+                text(ECHOED + ":e"), {"e": email}
+            )  # a statement echo logs
+            assert found.scalar_one() == 1
+        with pytest.raises(AlreadyExistsError) as duplicate:
+            async with db.session_scope() as session:
+                await UserRepository(session).create(email=email.upper(), **PROFILE)
+        texts += _texts_of(duplicate.value)
+        texts += [repr(db), str(db), repr(db.engine), repr(db.url), str(db.url)]
+        texts += [repr(config), str(config), repr(config.model_dump()), config.model_dump_json()]
+        async with db.session_scope() as session:
+            await UserRepository(session).delete(user.id)
+    finally:
+        await db.dispose()
+
+
+async def _failed_connection(url: URL, texts: list[str]) -> BaseException:
+    db = DatabaseConnection(url, settings=settings(db_echo=True))
+    try:
+        async with db.session_scope() as session:
+            await UserRepository(session).get_or_none(uuid.uuid4())
+    except Exception as exc:
+        texts += [*_texts_of(exc), repr(db), repr(db.engine), repr(db.url)]
+        return exc
+    finally:
+        await db.dispose()
+    raise AssertionError(f"connecting to {url!r} did not fail")
+
+
+async def test_no_password_in_logs_errors_or_reprs(
+    database_url: URL, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    password = database_url.password
+    assert isinstance(password, str) and len(password) >= 8
+    wrong = f"wrong-{secrets.token_urlsafe(12)}"
+    dead = database_url.set(host="127.0.0.1", port=free_port())  # nothing listens there
+    texts: list[str] = []
+    caplog.set_level(logging.DEBUG)  # the root logger: every library's debug output
+
+    await _workload(database_url, texts)
+    login = await _failed_connection(database_url.set(password=wrong), texts)
+    unreachable = await _failed_connection(dead, texts)
+
+    assert isinstance(login, ConfigurationError) and "refused the login" in str(login)
+    assert "password authentication failed" in str(login.__cause__)
+    assert isinstance(unreachable, DatabaseUnavailableError) and unreachable.retryable
+    out, err = capfd.readouterr()
+    assert ECHOED in out and ECHOED in caplog.text  # echo really logged the SQL
+    everything = [caplog.text, out, err, *(r.getMessage() for r in caplog.records), *texts]
+    for secret in (password, wrong):
+        leaks = [t.replace(secret, "<THE PASSWORD>") for t in everything if secret in t]
+        assert not leaks, leaks[0][:500]

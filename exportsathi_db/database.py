@@ -185,6 +185,13 @@ class DatabaseConnection:
         if raw_url is None:  # an explicit "" is a bad URL, not "use the configured one"
             raw_url = self._url if self._url is not None else self._configured_url()
         url, sslmode = parse_database_url(raw_url)
+        timeouts = (s.db_statement_timeout_ms, s.db_idle_in_transaction_timeout_ms)
+        if s.db_pgbouncer and any(t is not None for t in timeouts):
+            raise ConfigurationError(
+                "DB_STATEMENT_TIMEOUT_MS / DB_IDLE_IN_TRANSACTION_TIMEOUT_MS cannot pass through "
+                "PgBouncer; set them on the database role instead "
+                "(ALTER ROLE ... SET statement_timeout = ...)"
+            )
         server_settings = {"application_name": s.db_application_name}
         if s.db_statement_timeout_ms is not None:
             server_settings["statement_timeout"] = str(s.db_statement_timeout_ms)

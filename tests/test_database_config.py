@@ -180,3 +180,17 @@ async def test_sslmode_reaches_the_connection(
         await in_url.dispose()
         await in_settings.dispose()
     assert list(results) == [reachable, reachable]
+
+
+def test_timeouts_behind_pgbouncer_are_refused_with_a_clear_message() -> None:
+    from exportsathi_db.config import Settings
+    from exportsathi_db.database import DatabaseConnection
+    from exportsathi_db.errors import ConfigurationError
+
+    settings = Settings(
+        database_url="postgresql://u:p@127.0.0.1:6432/db",  # type: ignore[arg-type]
+        db_pgbouncer=True,
+        db_statement_timeout_ms=1000,
+    )
+    with pytest.raises(ConfigurationError, match="ALTER ROLE"):
+        _ = DatabaseConnection(settings=settings).engine

@@ -103,16 +103,8 @@ class DatabaseConnection:
     @asynccontextmanager
     async def session_scope(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit on success, roll back and re-raise on error, always close."""
-        async with self.session_factory() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException as exc:
-                await _rollback(session)
-                error = translate(exc)
-                if error is exc:
-                    raise
-                raise error from exc
+        async with _unit_of_work(self.session_factory(), commit=True) as session:
+            yield session
 
     @asynccontextmanager
     async def read_scope(self) -> AsyncIterator[AsyncSession]:
@@ -121,15 +113,8 @@ class DatabaseConnection:
 
         A replica lags the primary: read your own writes from `session_scope()` instead.
         """
-        async with await self._read_session() as session:
-            try:
-                yield session
-            except BaseException as exc:
-                await _rollback(session)
-                error = translate(exc)
-                if error is exc:
-                    raise
-                raise error from exc
+        async with _unit_of_work(await self._read_session(), commit=False) as session:
+            yield session
 
     @property
     def has_replica(self) -> bool:
@@ -245,6 +230,23 @@ class DatabaseConnection:
             server.data_dir,
         )
         return server.url("exportsathi")
+
+
+@asynccontextmanager
+async def _unit_of_work(session: AsyncSession, *, commit: bool) -> AsyncIterator[AsyncSession]:
+    """Commit (or, read-only, just end) on success; roll back on any error and re-raise it as
+    this package's error; always close, returning the connection to the pool."""
+    async with session:
+        try:
+            yield session
+            if commit:
+                await session.commit()
+        except BaseException as exc:
+            await _rollback(session)
+            error = translate(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
 
 async def _rollback(session: AsyncSession) -> None:

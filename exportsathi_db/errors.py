@@ -111,6 +111,9 @@ def translate(error: BaseException) -> BaseException:
         )
     if isinstance(error, (OSError, ConnectionError)):
         return DatabaseUnavailableError(f"cannot reach the database: {type(error).__name__}")
+    if isinstance(error, asyncpg_exc.DataError):  # a parameter asyncpg cannot encode
+        position = str(error).split(":", 1)[0].removeprefix("invalid input for query argument ")
+        return InvalidDataError(position, "has the wrong type for its column")
     if isinstance(error, asyncpg_exc.ConnectionDoesNotExistError):  # raw asyncpg (fast path)
         return DatabaseUnavailableError("the database connection was lost; retry the unit of work")
     if isinstance(error, asyncpg_exc.PostgresError):

@@ -143,3 +143,13 @@ async def test_raw_sql_with_a_dict_needs_a_jsonb_bind(db_session: AsyncSession) 
     typed = text(update).bindparams(bindparam("data", type_=JSONB))
     await db_session.execute(typed, {"data": value, "id": report.id})
     assert await _stored(db_session, report) == value
+
+
+async def test_an_id_of_the_wrong_type_is_invalid_data_not_a_driver_error(
+    db_session: AsyncSession,
+) -> None:
+    from exportsathi_db.repositories import ChatRepository
+
+    user = await make_user(db_session)
+    with pytest.raises(InvalidDataError):
+        await ChatRepository(db_session).get_session("nope", user_id=user.id)  # type: ignore[arg-type]

@@ -153,6 +153,8 @@ def translate(error: BaseException) -> BaseException:
         return InvalidDataError(column or "value", "is out of range for its column")
     if sqlstate in ("22P05", "22021", "22P02", "22007", "22008", "22023", "2202E"):
         return InvalidDataError(column or "value", f"is not valid for its column ({sqlstate})")
+    if sqlstate == "54001":  # stack_depth_limit_exceeded: e.g. absurdly nested JSON
+        return InvalidDataError(column or "value", "is nested too deeply")
     if sqlstate in ("57014",):
         return QueryTimeoutError("the statement was cancelled (statement_timeout or cancel)")
     if sqlstate in ("40001", "40P01"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -40,6 +41,8 @@ def check_range(
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise InvalidDataError(field, f"must be a number; got {type(value).__name__}")
+    if isinstance(value, (float, Decimal)) and not math.isfinite(value):
+        raise InvalidDataError(field, "must be a finite number (no NaN or infinity)")
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise InvalidDataError(field, f"must be {bounds}; got {value!r}")

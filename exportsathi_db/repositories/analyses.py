@@ -12,6 +12,7 @@ from exportsathi_db.models import FinanceAnalysis, LogisticsAnalysis, UserMetric
 from exportsathi_db.models.base import validated
 from exportsathi_db.repositories import analyses_sql as sql
 from exportsathi_db.repositories.base import Repository, translate_errors
+from exportsathi_db.repositories.fastpath import adopt, driver, json_param
 from exportsathi_db.validation import check_aware
 
 Analysis = TypeVar("Analysis", FinanceAnalysis, LogisticsAnalysis)
@@ -99,14 +100,12 @@ class AnalysisRepository(Repository):
         values: dict[str, Any],
     ) -> Analysis:
         _check_parts(model, values)
-        params = {f"p_{part}": value for part, value in values.items()}
-        params |= {"p_id": new_id(), "p_report_id": report_id, "p_user_id": user_id}
-        saved: Analysis | None = (
-            await self.session.scalars(sql.save_analysis(model), params)
-        ).one_or_none()
-        if saved is None:
+        parts = [json_param(values[part]) for part in sql.PARTS[model]]
+        raw = await driver(self.session)
+        row = await raw.fetchrow(sql.SAVE[model], new_id(), report_id, user_id, *parts)
+        if row is None:
             raise NotFoundError(f"report {report_id} not found")
-        return saved
+        return adopt(self.session, model, row)
 
     @translate_errors
     async def get_finance_or_none(
@@ -137,32 +136,27 @@ class AnalysisRepository(Repository):
     async def _get(
         self, model: type[Analysis], report_id: uuid.UUID, user_id: uuid.UUID
     ) -> Analysis | None:
-        params = {"p_report_id": report_id, "p_user_id": user_id}
-        found: Analysis | None = (
-            await self.session.scalars(sql.get_analysis(model), params)
-        ).one_or_none()
-        return found
+        row = await (await driver(self.session)).fetchrow(sql.GET[model], report_id, user_id)
+        return None if row is None else adopt(self.session, model, row)
 
     @translate_errors
     async def get_metrics(self, user_id: uuid.UUID) -> UserMetrics:
         """The user's metrics; zeros (a transient, unsaved row) before their first event."""
-        result = await self.session.execute(sql.get_metrics(), {"p_user_id": user_id})
-        row = result.one_or_none()
+        row = await (await driver(self.session)).fetchrow(sql.GET_METRICS, user_id)
         if row is None:
             raise NotFoundError(f"user {user_id} not found")
-        metrics: UserMetrics | None = row[1]
-        if metrics is None:
-            metrics = UserMetrics(
-                user_id=user_id,
-                reports_generated=0,
-                certifications_completed=0,
-                documents_generated=0,
-                exports_completed=0,
-                cost_savings=Decimal("0.00"),
-                timeline_reduction_days=0,
-                last_export_date=None,
-            )
-        return metrics
+        if row["id"] is not None:
+            return adopt(self.session, UserMetrics, row)
+        return UserMetrics(
+            user_id=user_id,
+            reports_generated=0,
+            certifications_completed=0,
+            documents_generated=0,
+            exports_completed=0,
+            cost_savings=Decimal("0.00"),
+            timeline_reduction_days=0,
+            last_export_date=None,
+        )
 
     @translate_errors
     async def record_export(
@@ -182,15 +176,10 @@ class AnalysisRepository(Repository):
             raise InvalidDataError("timeline_reduction_days", "is required")
         validated(UserMetrics, {"timeline_reduction_days": timeline_reduction_days})
         check_aware("exported_at", exported_at)
-        params = {
-            "p_id": new_id(),
-            "p_user_id": user_id,
-            "p_cost_savings": amount,
-            "p_days": timeline_reduction_days,
-            "p_exported_at": exported_at,
-        }
-        result = await self.session.scalars(sql.record_export(), params)
-        metrics: UserMetrics | None = result.one_or_none()
-        if metrics is None:
+        raw = await driver(self.session)
+        row = await raw.fetchrow(
+            sql.RECORD_EXPORT, new_id(), user_id, amount, timeline_reduction_days, exported_at
+        )
+        if row is None:
             raise NotFoundError(f"user {user_id} not found")
-        return metrics
+        return adopt(self.session, UserMetrics, row)

@@ -1,30 +1,17 @@
-"""AnalysisRepository's statements, built once on first use and bound per call.
+"""AnalysisRepository's statements: fast-path SQL with `$n` parameters, built once.
 
-As in chat_sql.py: building a statement costs more than running it on a warm connection;
-bind names start with `p_` so Core DML never takes them for column values.
+They run on the session's asyncpg connection and their rows are adopted as ORM objects
+(see fastpath.py). JSONB parameters are JSON text (`json_param`), NULL for None.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import cast
+from exportsathi_db.models import FinanceAnalysis, LogisticsAnalysis, UserMetrics
+from exportsathi_db.repositories.fastpath import columns
 
-from sqlalchemy import (
-    DateTime,
-    Executable,
-    Integer,
-    Numeric,
-    Table,
-    bindparam,
-    func,
-    literal_column,
-    select,
-)
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+Model = type[FinanceAnalysis | LogisticsAnalysis]
 
-from exportsathi_db.models import FinanceAnalysis, LogisticsAnalysis, Report, User, UserMetrics
-
-PARTS = {
+PARTS: dict[Model, tuple[str, ...]] = {
     FinanceAnalysis: (
         "working_capital_data",
         "pre_shipment_credit_data",
@@ -44,76 +31,41 @@ PARTS = {
 COUNTERS = ("exports_completed", "cost_savings", "timeline_reduction_days")
 
 
-@functools.cache
-def save_analysis(model: type[FinanceAnalysis | LogisticsAnalysis]) -> Executable:
+def _save(model: Model) -> str:
     """INSERT ... SELECT FROM reports (the ownership check) ON CONFLICT (report_id) DO UPDATE.
 
     One atomic statement: concurrent saves of a report leave one row, the last write's.
+    Binds $1 id, $2 report id, $3 user id, then each part in PARTS order.
     """
-    table = cast(Table, model.__table__)
     parts = PARTS[model]
-    source = select(
-        bindparam("p_id", type_=UUID),
-        Report.user_id,
-        Report.id,
-        *(bindparam(f"p_{part}", type_=JSONB(none_as_null=True)) for part in parts),
-    ).where(Report.id == bindparam("p_report_id"), Report.user_id == bindparam("p_user_id"))
-    statement = insert(table).from_select(["id", "user_id", "report_id", *parts], source)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.report_id],
-        set_={part: statement.excluded[part] for part in parts},
-    )
-    return (
-        select(model)
-        .from_statement(statement.returning(*table.c))
-        .execution_options(populate_existing=True)
-    )
+    values = ", ".join(f"${n}::jsonb" for n in range(4, 4 + len(parts)))
+    replaced = ", ".join(f"{part} = EXCLUDED.{part}" for part in parts)
+    return f"""INSERT INTO {model.__tablename__} (id, user_id, report_id, {", ".join(parts)})
+SELECT $1::uuid, r.user_id, r.id, {values} FROM reports r WHERE r.id = $2 AND r.user_id = $3
+ON CONFLICT (report_id) DO UPDATE SET {replaced}
+RETURNING {columns(model)}"""
 
 
-@functools.cache
-def get_analysis(model: type[FinanceAnalysis | LogisticsAnalysis]) -> Executable:
-    return (
-        select(model)
-        .where(model.report_id == bindparam("p_report_id"), model.user_id == bindparam("p_user_id"))
-        .execution_options(populate_existing=True)
-    )
+def _get(model: Model) -> str:
+    """The report's analysis when the report is the user's: $1 report id, $2 user id."""
+    table = model.__tablename__
+    return f"SELECT {columns(model)} FROM {table} WHERE report_id = $1 AND user_id = $2"
 
 
-@functools.cache
-def get_metrics() -> Executable:
-    """The user (no row: no user) LEFT JOIN their metrics (None: no event yet)."""
-    return (
-        select(User.id, UserMetrics)
-        .outerjoin(UserMetrics, UserMetrics.user_id == User.id)
-        .where(User.id == bindparam("p_user_id"))
-        .execution_options(populate_existing=True)  # counters move by Core upserts elsewhere
-    )
+SAVE = {model: _save(model) for model in PARTS}
+GET = {model: _get(model) for model in PARTS}
 
+# The user (no row: no user) LEFT JOIN their metrics (NULL id: no event yet). $1 user id.
+GET_METRICS = f"""SELECT u.id AS user_exists, {columns(UserMetrics, "m")}
+FROM users u LEFT JOIN user_metrics m ON m.user_id = u.id WHERE u.id = $1"""
 
-@functools.cache
-def record_export() -> Executable:
-    """INSERT ... SELECT FROM users ON CONFLICT (user_id) DO UPDATE adding to the counters."""
-    table = cast(Table, UserMetrics.__table__)
-    source = select(
-        bindparam("p_id", type_=UUID),
-        User.id,
-        literal_column("1", Integer),  # one more export
-        bindparam("p_cost_savings", type_=Numeric(12, 2)),
-        bindparam("p_days", type_=Integer),
-        func.coalesce(bindparam("p_exported_at", type_=DateTime(timezone=True)), func.now()),
-    ).where(User.id == bindparam("p_user_id"))
-    columns = ["id", "user_id", *COUNTERS, "last_export_date"]
-    statement = insert(table).from_select(columns, source)
-    latest = func.greatest(table.c.last_export_date, statement.excluded.last_export_date)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.user_id],
-        set_={
-            **{name: table.c[name] + statement.excluded[name] for name in COUNTERS},
-            "last_export_date": latest,
-        },
-    )
-    return (
-        select(UserMetrics)
-        .from_statement(statement.returning(*table.c))
-        .execution_options(populate_existing=True)
-    )
+# INSERT ... SELECT FROM users (no row: no user) ON CONFLICT (user_id) adding to the counters.
+# $1 id, $2 user id, $3 cost savings, $4 days, $5 exported at (NULL: the transaction's time).
+RECORD_EXPORT = f"""INSERT INTO user_metrics AS m
+    (id, user_id, {", ".join(COUNTERS)}, last_export_date)
+SELECT $1::uuid, u.id, 1, $3::numeric(12, 2), $4::integer, coalesce($5::timestamptz, now())
+FROM users u WHERE u.id = $2
+ON CONFLICT (user_id) DO UPDATE SET
+    {", ".join(f"{name} = m.{name} + EXCLUDED.{name}" for name in COUNTERS)},
+    last_export_date = greatest(m.last_export_date, EXCLUDED.last_export_date)
+RETURNING {columns(UserMetrics)}"""

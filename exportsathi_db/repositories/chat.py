@@ -13,6 +13,7 @@ from exportsathi_db.models import ChatMessage, ChatSession, MessageRole, new_id
 from exportsathi_db.models.base import validated
 from exportsathi_db.repositories import chat_sql as sql
 from exportsathi_db.repositories.base import Repository, check_limit, translate_errors
+from exportsathi_db.repositories.fastpath import adopt, adopt_all, driver
 from exportsathi_db.validation import check_aware, check_text
 
 DEFAULT_TTL = timedelta(hours=24)
@@ -107,8 +108,9 @@ class ChatRepository(Repository):
     async def get_session_or_none(
         self, session_id: uuid.UUID, *, user_id: uuid.UUID
     ) -> ChatSession | None:
-        params = {"p_session_id": session_id, "p_user_id": user_id}
-        return (await self.session.scalars(sql.get_session(), params)).one_or_none()
+        """The user's unexpired session, or None; a copy already loaded is refreshed in place."""
+        row = await (await driver(self.session)).fetchrow(sql.GET_SESSION, session_id, user_id)
+        return None if row is None else adopt(self.session, ChatSession, row)
 
     async def get_session(self, session_id: uuid.UUID, *, user_id: uuid.UUID) -> ChatSession:
         """The user's unexpired session, or `NotFoundError`."""
@@ -131,14 +133,12 @@ class ChatRepository(Repository):
 
         A ChatSession loaded earlier keeps its old `last_activity` until `get_session` re-reads it.
         """
-        row = _check_message(None, {"role": role, "content": content, "sources": sources})
-        params = self._insert_params(session_id, user_id, [row])
-        added: ChatMessage | None = (
-            await self.session.scalars(sql.add_messages(returning=True), params)
-        ).first()
-        if added is None:
+        checked = _check_message(None, {"role": role, "content": content, "sources": sources})
+        raw = await driver(self.session)
+        row = await raw.fetchrow(sql.ADD_MESSAGE, session_id, user_id, new_id(), *checked)
+        if row is None:
             raise _gone(session_id)
-        return added
+        return adopt(self.session, ChatMessage, row)
 
     @translate_errors
     async def add_messages(
@@ -159,26 +159,15 @@ class ChatRepository(Repository):
         if not rows:
             await self.get_session(session_id, user_id=user_id)
             return []
-        params = self._insert_params(session_id, user_id, rows)
-        result = await self.session.execute(sql.add_messages(returning=False), params)
-        if getattr(result, "rowcount", 0) == 0:
-            raise _gone(session_id)
-        return list(params["p_ids"])
-
-    @staticmethod
-    def _insert_params(
-        session_id: uuid.UUID, user_id: uuid.UUID, rows: list[tuple[str, str, str | None]]
-    ) -> dict[str, Any]:
         ids = [new_id() for _ in rows]  # time-ordered: (created_at, id) keeps input order
-        roles, contents, sources = zip(*rows, strict=True)
-        return {
-            "p_session_id": session_id,
-            "p_user_id": user_id,
-            "p_ids": ids,
-            "p_roles": list(roles),
-            "p_contents": list(contents),
-            "p_sources": list(sources),
-        }
+        roles, contents, sources = (list(column) for column in zip(*rows, strict=True))
+        raw = await driver(self.session)
+        status = await raw.execute(
+            sql.ADD_MESSAGES, session_id, user_id, ids, roles, contents, sources
+        )
+        if status == "INSERT 0 0":  # the session is not the user's live one
+            raise _gone(session_id)
+        return ids
 
     @translate_errors
     async def history(
@@ -191,19 +180,18 @@ class ChatRepository(Repository):
     ) -> list[ChatMessage]:
         """The latest `limit` messages (older than message `before`, if given), oldest first."""
         check_limit(limit)
-        params = {
-            "p_session_id": session_id,
-            "p_user_id": user_id,
-            "p_limit": limit,
-            "p_before": before,
-        }
-        statement = sql.history(paged=before is not None)
-        rows = (await self.session.execute(statement, params)).all()
+        raw = await driver(self.session)
+        if before is None:
+            rows = await raw.fetch(sql.HISTORY, session_id, user_id, limit)
+        else:
+            rows = await raw.fetch(sql.HISTORY_BEFORE, session_id, user_id, limit, before)
         if not rows:
             raise _gone(session_id)
-        if rows[0][0] is None:
+        if rows[0]["anchor"] is None:
             raise NotFoundError(f"message {before} not found in chat session {session_id}")
-        return [message for _, message in reversed(rows) if message is not None]
+        if rows[0]["id"] is None:  # the LEFT JOIN's one empty row: no (older) messages
+            return []
+        return adopt_all(self.session, ChatMessage, reversed(rows))
 
     @translate_errors
     async def list_sessions(self, user_id: uuid.UUID, *, limit: int = 20) -> list[ChatSession]:

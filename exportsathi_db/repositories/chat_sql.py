@@ -1,9 +1,10 @@
-"""ChatRepository's statements, built once on first use and bound per call.
+"""ChatRepository's statements: the hot ones as fast-path SQL, the rest built once and bound.
 
-Building a statement and its cache key costs more than running it on a warm connection, so
-each is built once (`functools.cache`) and executed with a dict of parameters. Bind names
-start with `p_`: Core DML would take an execute-time key named like a column as a value to
-SET or INSERT.
+The hot path (a chat turn, history, a batch of messages) is plain SQL with `$n` parameters,
+sent on the session's asyncpg connection (see fastpath.py). The other statements are Core,
+built once (`functools.cache`: building one costs more than running it) and executed with a
+dict of parameters whose names start with `p_` (Core DML would take a key named like a
+column as a value to SET or INSERT).
 """
 
 from __future__ import annotations
@@ -19,22 +20,58 @@ from sqlalchemy import (
     Interval,
     Select,
     Table,
-    Text,
     bindparam,
     delete,
     func,
     null,
     or_,
     select,
-    true,
-    tuple_,
-    update,
 )
-from sqlalchemy import cast as sa_cast
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
-from sqlalchemy.orm import aliased
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 
 from exportsathi_db.models import ChatMessage, ChatSession, Report, User
+from exportsathi_db.repositories.fastpath import columns
+
+# The user's live session: $1 session id, $2 user id. Expired sessions are gone for every
+# method but `purge_expired`.
+_OWNED = "s.id = $1 AND s.user_id = $2 AND (s.expires_at IS NULL OR s.expires_at > now())"
+
+GET_SESSION = f"SELECT {columns(ChatSession, 's')} FROM chat_sessions s WHERE {_OWNED}"
+
+# Touch the session (last activity now, expiry slid forward by its window; NULL stays NULL)
+# and insert only if that found the user's live session: one statement, nothing on a miss.
+_TOUCHED = f"""WITH touched AS (
+    UPDATE chat_sessions s SET last_activity = now(),
+        expires_at = now() + (s.expires_at - s.last_activity)
+    WHERE {_OWNED} RETURNING s.id)
+INSERT INTO chat_messages (id, session_id, role, content, sources)"""
+
+# $3 id, $4 role, $5 content, $6 sources as JSON text (NULL: none).
+ADD_MESSAGE = f"""{_TOUCHED}
+SELECT $3::uuid, touched.id, $4::text, $5::text, $6::text::jsonb FROM touched
+RETURNING {columns(ChatMessage)}"""
+
+# Parallel arrays $3 ids, $4 roles, $5 contents, $6 sources (JSON text); no rows read back.
+ADD_MESSAGES = f"""{_TOUCHED}
+SELECT m.id, touched.id, m.role, m.content, m.sources::jsonb
+FROM touched CROSS JOIN unnest($3::uuid[], $4::text[], $5::text[], $6::text[])
+    AS m(id, role, content, sources)"""
+
+# The session row LEFT JOIN LATERAL its latest $3 messages (older than message $4 in the
+# paged form), newest first. No row: no such live session of the user; `anchor` NULL: $4 is
+# not a message of this session; message columns NULL: no (older) messages.
+_RECENT = f"""LEFT JOIN LATERAL (
+    SELECT {columns(ChatMessage)} FROM chat_messages
+    WHERE session_id = s.id{{older}}
+    ORDER BY created_at DESC, id DESC LIMIT $3) AS m ON true"""
+HISTORY = f"""SELECT true AS anchor, {columns(ChatMessage, "m")} FROM chat_sessions s
+{_RECENT.format(older="")}
+WHERE {_OWNED}"""
+HISTORY_BEFORE = f"""SELECT c.id AS anchor, {columns(ChatMessage, "m")} FROM chat_sessions s
+LEFT JOIN LATERAL (
+    SELECT created_at, id FROM chat_messages WHERE id = $4 AND session_id = s.id) AS c ON true
+{_RECENT.format(older=" AND (created_at, id) < (c.created_at, c.id)")}
+WHERE {_OWNED}"""
 
 SESSIONS = cast(Table, ChatSession.__table__)
 MESSAGES = cast(Table, ChatMessage.__table__)
@@ -75,88 +112,6 @@ def create_session(with_report: bool) -> Executable:
     columns = ["user_id", "report_id", "id", "context_data", "expires_at"]
     statement = insert(SESSIONS).from_select(columns, source).returning(*SESSIONS.c)
     return select(ChatSession).from_statement(statement)
-
-
-@functools.cache
-def get_session() -> Executable:
-    # populate_existing: a session loaded earlier in this unit of work shows the current row.
-    return select(ChatSession).where(*owned()).execution_options(populate_existing=True)
-
-
-@functools.cache
-def add_messages(*, returning: bool) -> Executable:
-    """WITH touched AS (UPDATE the session) INSERT ... SELECT FROM touched, unnest(arrays).
-
-    Nothing is inserted unless the UPDATE found the user's live session; the UPDATE moves
-    `last_activity` to now() and the expiry forward by the session's window (NULL stays NULL).
-    Binds p_session_id, p_user_id and parallel arrays p_ids, p_roles, p_contents, p_sources.
-    """
-    touched = (
-        update(SESSIONS)
-        .where(*owned())
-        .values(
-            last_activity=func.now(),
-            expires_at=func.now() + (SESSIONS.c.expires_at - SESSIONS.c.last_activity),
-        )
-        .returning(SESSIONS.c.id)
-        .cte("touched")
-    )
-    incoming = (
-        func.unnest(
-            bindparam("p_ids", type_=ARRAY(UUID)),
-            bindparam("p_roles", type_=ARRAY(Text)),
-            bindparam("p_contents", type_=ARRAY(Text)),
-            bindparam("p_sources", type_=ARRAY(Text)),
-        )
-        .table_valued("id", "role", "content", "sources")
-        .render_derived("incoming")
-    )
-    source = select(
-        incoming.c.id,
-        touched.c.id,
-        incoming.c.role,
-        incoming.c.content,
-        sa_cast(incoming.c.sources, JSONB),
-    ).join_from(touched, incoming, true())
-    columns = ["id", "session_id", "role", "content", "sources"]
-    statement = insert(MESSAGES).from_select(columns, source)
-    if not returning:  # a batch: the caller has the contents; skip loading the rows back
-        return statement
-    return select(ChatMessage).from_statement(statement.returning(*MESSAGES.c))
-
-
-@functools.cache
-def history(paged: bool) -> Select[Any]:
-    """The session row LEFT JOIN LATERAL its latest messages (before message `before`).
-
-    Zero rows: no such live session of the user. The first column is NULL when `before`
-    is not a message of this session. Binds p_session_id, p_user_id, p_limit (and p_before).
-    """
-    page = select(ChatMessage).where(ChatMessage.session_id == ChatSession.id)
-    anchor_id: ColumnElement[Any] = true()
-    joins = []
-    if paged:
-        anchor = aliased(ChatMessage, name="anchor")
-        cursor = (
-            select(anchor.created_at, anchor.id)
-            .where(anchor.id == bindparam("p_before"), anchor.session_id == ChatSession.id)
-            .lateral("cursor")
-        )
-        joins.append(cursor)
-        anchor_id = cursor.c.id
-        page = page.where(
-            tuple_(ChatMessage.created_at, ChatMessage.id)
-            < tuple_(cursor.c.created_at, cursor.c.id)
-        )
-    recent = (
-        page.order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
-        .limit(bindparam("p_limit", type_=Integer))
-        .lateral("recent")
-    )
-    statement = select(anchor_id, aliased(ChatMessage, recent)).select_from(ChatSession)
-    for lateral in [*joins, recent]:
-        statement = statement.outerjoin(lateral, true())
-    return statement.where(*owned())
 
 
 @functools.cache

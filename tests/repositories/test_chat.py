@@ -136,6 +136,20 @@ async def test_get_session_hides_other_users_and_expired_sessions(
         await repo.get_session(chat.id, user_id=user.id)
 
 
+async def test_get_session_writes_pending_changes_first_instead_of_losing_them(
+    db_session: AsyncSession,
+) -> None:
+    user, chat = await new_chat(db_session)
+    repo = ChatRepository(db_session)
+    chat.context_data = {"topic": "REACH"}  # not flushed yet
+    again = await repo.get_session(chat.id, user_id=user.id)  # autoflushes, as the ORM would
+    assert again is chat and chat.context_data == {"topic": "REACH"}
+    stored = await scalar(
+        db_session, "SELECT context_data FROM chat_sessions WHERE id = :i", i=chat.id
+    )
+    assert stored == {"topic": "REACH"}
+
+
 async def test_list_sessions_most_recent_activity_first_without_expired_or_foreign(
     db_session: AsyncSession,
 ) -> None:

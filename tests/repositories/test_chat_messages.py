@@ -7,12 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.errors import InvalidDataError, NotFoundError
 from exportsathi_db.models import ChatMessage
 from exportsathi_db.repositories.chat import ChatRepository
+from exportsathi_db.repositories.fastpath import driver
 from tests.factories import make_user
 from tests.repositories.test_chat import expire, new_chat, scalar
 from tests.statements import count_statements
@@ -250,20 +251,11 @@ async def test_history_is_served_by_the_session_history_index(db_session: AsyncS
         await repo.add_messages(chat_id, user_id=user.id, messages=conversation(1000))
     await db_session.execute(text("ANALYZE chat_messages"))
     latest = await repo.history(chat.id, user_id=user.id, limit=10)
-    sent: list[tuple[str, Any]] = []
-
-    def record(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
-        sent.append((statement, parameters))
-
-    connection = await db_session.connection()
-    engine = connection.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with count_statements(db_session) as sent:
         await repo.history(chat.id, user_id=user.id, limit=10, before=latest[0].id)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    [(statement, parameters)] = [s for s in sent if not s[0].startswith(("SAVEPOINT", "RELEASE"))]
-    plan = await connection.exec_driver_sql("EXPLAIN " + statement, parameters)
-    lines = "\n".join(plan.scalars())
+    [statement] = sent
+    raw = await driver(db_session)  # the statement goes straight to asyncpg: explain it there
+    plan = await raw.fetch("EXPLAIN " + statement, chat.id, user.id, 10, latest[0].id)
+    lines = "\n".join(row[0] for row in plan)
     assert "ix_chat_messages_session_id_created_at" in lines
     assert "Sort" not in lines  # the index gives the order; no sort of the session's messages

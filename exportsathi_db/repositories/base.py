@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from sqlalchemy import Table, bindparam
-from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.errors import InvalidDataError, translate
 from exportsathi_db.models import UserMetrics, new_id
+from exportsathi_db.repositories.fastpath import driver
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,24 +77,19 @@ def check_limit(limit: int, *, maximum: int = 1000) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def _bump_statement(names: tuple[str, ...]) -> Insert:
-    """Built once per set of counters: building it costs more than the round trip."""
-    table = UserMetrics.__table__
-    assert isinstance(table, Table)
-    values = {name: bindparam(f"d_{name}", type_=table.c[name].type) for name in names}
-    statement = insert(table).values(
-        id=bindparam("d_id", type_=table.c.id.type),
-        user_id=bindparam("d_user_id", type_=table.c.user_id.type),
-        **values,
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.user_id],
-        set_={name: table.c[name] + statement.excluded[name] for name in names},
+def _bump_sql(names: tuple[str, ...]) -> str:
+    """The counters' upsert, built once per set of counters: $1 id, $2 user id, $3... deltas."""
+    columns = [UserMetrics.__table__.columns[name].name for name in names]  # KeyError: no such
+    deltas = [f"${n}" for n in range(3, len(names) + 3)]
+    added = ", ".join(f"{name} = m.{name} + EXCLUDED.{name}" for name in columns)
+    return (
+        f"INSERT INTO user_metrics AS m (id, user_id, {', '.join(columns)})"
+        f" VALUES ($1, $2, {', '.join(deltas)}) ON CONFLICT (user_id) DO UPDATE SET {added}"
     )
 
 
 async def bump_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas: Any) -> None:
     """Atomically add to a user's counters, creating their metrics row on first use."""
-    params = {f"d_{name}": value for name, value in deltas.items()}
-    params |= {"d_id": new_id(), "d_user_id": user_id}
-    await session.execute(_bump_statement(tuple(sorted(deltas))), params)
+    names = tuple(sorted(deltas))
+    raw = await driver(session)
+    await raw.execute(_bump_sql(names), new_id(), user_id, *(deltas[name] for name in names))

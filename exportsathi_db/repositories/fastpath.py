@@ -11,12 +11,14 @@ tracking). Everything else stays on the ORM.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import inspect
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.attributes import instance_state
@@ -24,27 +26,57 @@ from sqlalchemy.orm.attributes import instance_state
 from exportsathi_db.models import Base
 
 M = TypeVar("M", bound=Base)
-_DRIVER = "exportsathi_db.driver"  # session.info key: (SessionTransaction, adapted connection)
+# session.info key: (SessionTransaction, adapted connection, the engine if it echoes else None)
+_DRIVER = "exportsathi_db.driver"
 
 
 async def driver(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection of the session's transaction (begun now if it was not yet).
 
     SQLAlchemy's asyncpg adapter begins its transaction lazily, on its first statement; a
-    statement sent around it would run outside the unit of work, so begin it here.
+    statement sent around it would run outside the unit of work, so begin it here. Pending
+    ORM changes are flushed first, as an ORM statement's autoflush would: the rows adopted
+    from the result must not overwrite (and so lose) changes not yet written.
     """
+    sync = session.sync_session
+    if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
+        await session.flush()
     transaction = session.sync_session.get_transaction()
     cached = session.info.get(_DRIVER)
     if cached is not None and transaction is not None and cached[0] is transaction:
-        adapted = cached[1]  # same unit of work as last time: skip SQLAlchemy's bookkeeping
+        adapted, echo = cached[1:]  # same unit of work as last time: skip SQLAlchemy's bookkeeping
     else:
         connection = await session.connection()
         adapted = (await connection.get_raw_connection()).dbapi_connection
-        session.info[_DRIVER] = (session.sync_session.get_transaction(), adapted)
+        engine = connection.sync_engine
+        echo = engine if engine.logger.isEnabledFor(logging.INFO) else None
+        session.info[_DRIVER] = (session.sync_session.get_transaction(), adapted, echo)
     if adapted._transaction is None and not adapted.autocommit:
         await adapted._start_transaction()
     raw: asyncpg.Connection = adapted._connection
-    return raw
+    return raw if echo is None else cast(asyncpg.Connection, _Echo(raw, echo))
+
+
+class _Echo:
+    """The connection, logging each statement to the engine's logger as SQLAlchemy's echo
+    (`DB_ECHO`) does, in order, before it is sent."""
+
+    _SENDING = frozenset({"execute", "executemany", "fetch", "fetchrow", "fetchval", "fetchmany"})
+
+    def __init__(self, raw: asyncpg.Connection, engine: Engine) -> None:
+        self._raw, self._engine = raw, engine
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._raw, name)
+        if name not in self._SENDING:
+            return attribute
+
+        def sending(query: str, *args: Any, **kwargs: Any) -> Any:
+            shown = "[SQL parameters hidden]" if self._engine.hide_parameters else repr(args)
+            self._engine.logger.info("%s\n[fast path] %s", query, shown)
+            return attribute(query, *args, **kwargs)
+
+        return sending
 
 
 def json_param(value: Any) -> str | None:

@@ -1,4 +1,5 @@
-"""Shared by the report repository's files: value checks before SQL, ownership, counters.
+"""Shared by the repositories' files: value checks before SQL, ownership, counters, and the
+fast path's helpers (rows adopted as a plain load would, typed parameters).
 
 Statements are built once (module constants or cached per shape) and take their values as
 bound parameters: building and cache-keying a statement per call costs more than the
@@ -8,18 +9,26 @@ round trip itself. Value parameters are named `v_<column>`.
 from __future__ import annotations
 
 import functools
+import re
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import BindParameter, Table, Update, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from exportsathi_db.errors import InvalidDataError
 from exportsathi_db.models import Base, Report, UserMetrics, new_id
 from exportsathi_db.models.base import validated
+from exportsathi_db.repositories.fastpath import adopt, shape
+
+M = TypeVar("M", bound=Base)
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 # JSONB columns and the JSON shape each must hold (the ORM checks these on attribute sets).
 _JSON_SHAPES: dict[str, type[dict[str, Any]] | type[list[Any]]] = {
@@ -150,3 +159,37 @@ async def decrement_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas:
     """
     statement = _decrement(tuple(sorted(deltas)))
     await session.execute(statement, {"scope_user_id": user_id, **value_params(deltas)})
+
+
+def adopt_loaded(
+    session: AsyncSession, model: type[M], row: Mapping[str, Any] | asyncpg.Record
+) -> M:
+    """`adopt` as a query without `populate_existing` loads: an object already in the session
+    keeps its loaded values, only its unloaded (expired) columns are filled from `row`."""
+    info = shape(model)
+    existing = session.sync_session.identity_map.get(
+        info.mapper.identity_key_from_primary_key((row["id"],))
+    )
+    if existing is None:
+        return adopt(session, model, row)
+    state = instance_state(existing)
+    unloaded = state.unloaded
+    missing = [name for name in info.columns if name in unloaded]
+    if missing:
+        state.dict.update({name: row[name] for name in missing})
+        state._commit(state.dict, missing)
+        info.mapper.class_manager.dispatch.refresh(state, None, missing)
+    obj: M = existing
+    return obj
+
+
+def record(model: type[Base], values: Iterable[Any]) -> dict[str, Any]:
+    """A `ROW(columns(model))` value (asyncpg decodes it to a tuple) keyed by column name."""
+    return dict(zip(shape(model).columns, values, strict=True))
+
+
+def typed(model: type[Base], name: str, position: int) -> str:
+    """Parameter `$position` cast to column `name`'s type without its length or precision,
+    which the assignment still checks: a bare parameter in a SELECT list has no type."""
+    sql_type = model.__table__.columns[name].type.compile(dialect=_POSTGRESQL)
+    return f"${position}::{re.sub(r'[(].*[)]', '', sql_type)}"

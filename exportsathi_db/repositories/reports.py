@@ -8,32 +8,38 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Select, bindparam, func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.orm import selectinload
+from sqlalchemy import bindparam, text, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from exportsathi_db.errors import NotFoundError
-from exportsathi_db.models import Report, User, new_id
+from exportsathi_db.models import (
+    ActionPlanProgress,
+    CertificationProgress,
+    GeneratedDocument,
+    Report,
+    new_id,
+)
 from exportsathi_db.repositories.action_plan import ActionPlan, ActionPlanMethods, PlanDay
 from exportsathi_db.repositories.base import (
     Page,
-    bump_metrics,
     check_limit,
     decode_cursor,
     encode_cursor,
     translate_errors,
 )
+from exportsathi_db.repositories.fastpath import adopt, columns, driver, json_param
 from exportsathi_db.repositories.report_children import UNSET, ReportChildrenMethods
 from exportsathi_db.repositories.report_common import (
     OWNED_REPORT,
+    adopt_loaded,
     check_fields,
     check_id,
     checked,
     owner,
-    returning_orm,
-    table_of,
+    record,
+    typed,
     value_param,
     value_params,
 )
@@ -47,30 +53,42 @@ _SETTABLE = tuple(c.key for c in Report.__table__.columns if c.key in UPDATABLE)
 # Profile fields a new report copies from its user unless the caller gives them.
 _FROM_USER = ("business_type", "company_size", "monthly_volume")
 
-# The user's profile is read by the INSERT itself: no user, no row (and no error).
-_CREATE = returning_orm(
-    Report,
-    insert(table_of(Report)).from_select(
-        ["id", "user_id", *_SETTABLE],
-        select(
-            bindparam("new_id", type_=UUID(as_uuid=True)),
-            User.id,
-            *(
-                func.coalesce(value_param(Report, name), getattr(User, name))
-                if name in _FROM_USER
-                else value_param(Report, name)
-                for name in _SETTABLE
-            ),
-        ).where(User.id == bindparam("scope_user_id")),
-    ),
+# The report and the owner's reports_generated count in one statement; the user's profile is
+# read by the INSERT itself: no user, no row, no count (and no error).
+_GIVEN = (  # $4... the settable columns' values; the profile's fall back to the user's
+    f"coalesce({typed(Report, name, n)}, u.{name})"
+    if name in _FROM_USER
+    else typed(Report, name, n)
+    for n, name in enumerate(_SETTABLE, start=4)
 )
+_CREATE_SQL = f"""
+    WITH new AS (
+        INSERT INTO reports (id, user_id, {", ".join(_SETTABLE)})
+        SELECT $1::uuid, u.id, {", ".join(_GIVEN)}
+        FROM users u WHERE u.id = $2
+        RETURNING {columns(Report)}
+    ), counted AS (
+        INSERT INTO user_metrics AS m (id, user_id, reports_generated)
+        SELECT $3::uuid, new.user_id, 1 FROM new
+        ON CONFLICT (user_id) DO UPDATE SET reports_generated = m.reports_generated + 1
+    )
+    SELECT {columns(Report)} FROM new"""
 _OWNED = (Report.id == bindparam("scope_report_id"), Report.user_id == bindparam("scope_user_id"))
-_GET = select(Report).where(*_OWNED)
-_GET_FULL = _GET.options(
-    selectinload(Report.certifications),
-    selectinload(Report.documents),
-    selectinload(Report.action_plan),
-).execution_options(populate_existing=True)
+_GET_SQL = f"SELECT {columns(Report)} FROM reports WHERE id = $1 AND user_id = $2"
+# The report with its children as arrays of ROW(...) in the relationships' order_by.
+_CHILDREN = (
+    ("certifications", CertificationProgress, "c.id"),
+    ("documents", GeneratedDocument, "c.id"),
+    ("action_plan", ActionPlanProgress, "c.day_number, c.id"),
+)
+_ARRAYS = (
+    f"ARRAY(SELECT ROW({columns(model, 'c')}) FROM {model.__tablename__} c"
+    f" WHERE c.report_id = r.id ORDER BY {order}) AS {name}"
+    for name, model, order in _CHILDREN
+)
+_GET_FULL_SQL = f"""
+    SELECT {columns(Report, "r")}, {", ".join(_ARRAYS)}
+    FROM reports r WHERE r.id = $1 AND r.user_id = $2"""
 
 _LOCK = OWNED_REPORT.with_for_update()
 # Lock the report's certifications (their latest status counts), delete the report (children
@@ -94,20 +112,17 @@ _DELETE_AND_UNCOUNT = text(
 
 
 @functools.lru_cache(maxsize=32)
-def _page(filters: tuple[str, ...], after_cursor: bool) -> Select[Report]:
-    """A keyset page of a user's reports, newest first (ix_reports_user_id_created_at)."""
-    statement = select(Report).where(
-        Report.user_id == bindparam("scope_user_id"),
-        *(getattr(Report, name) == value_param(Report, name) for name in filters),
-    )
+def _page_sql(filters: tuple[str, ...], after_cursor: bool) -> str:
+    """A keyset page of a user's reports, newest first (ix_reports_user_id_created_at):
+    $1 the user, $2 the limit + 1, then the filters' values, then the cursor's."""
+    where = ["user_id = $1", *(f"{name} = ${n}" for n, name in enumerate(filters, start=3))]
     if after_cursor:
-        after = tuple_(
-            bindparam("after_created_at", type_=DateTime(timezone=True)),
-            bindparam("after_id", type_=UUID(as_uuid=True)),
-        )
-        statement = statement.where(tuple_(Report.created_at, Report.id) < after)
-    order = (Report.created_at.desc(), Report.id.desc())
-    return statement.order_by(*order).limit(bindparam("limit_plus_one"))
+        n = len(filters) + 3
+        where.append(f"(created_at, id) < (${n}::timestamptz, ${n + 1}::uuid)")
+    return (
+        f"SELECT {columns(Report)} FROM reports WHERE {' AND '.join(where)}"
+        " ORDER BY created_at DESC, id DESC LIMIT $2"
+    )
 
 
 @functools.lru_cache(maxsize=128)
@@ -148,7 +163,7 @@ class ReportRepository(ReportChildrenMethods, ActionPlanMethods):
         estimated_timeline_days: int | None = None,
         status: str = "completed",
     ) -> Report:
-        """Insert a report and count it in the owner's `reports_generated` (2 statements).
+        """Insert a report and count it in the owner's `reports_generated` (1 statement).
 
         Business type, company size and monthly volume default to the user's, read in the
         INSERT itself; a missing user is a `NotFoundError` and nothing is written.
@@ -158,17 +173,20 @@ class ReportRepository(ReportChildrenMethods, ActionPlanMethods):
         check_id("user_id", user_id)
         checked(Report, {k: v for k, v in values.items() if k not in _FROM_USER})
         checked(Report, {k: values[k] for k in _FROM_USER if values[k] is not None})
-        params = {"new_id": new_id(), "scope_user_id": user_id, **value_params(values)}
-        report: Report | None = (await self.session.scalars(_CREATE, params)).one_or_none()
-        if report is None:
+        values["report_data"] = json_param(report_data)
+        raw = await driver(self.session)
+        args = (values[name] for name in _SETTABLE)
+        row = await raw.fetchrow(_CREATE_SQL, new_id(), user_id, new_id(), *args)
+        if row is None:
             raise NotFoundError(f"user {user_id} not found")
-        await bump_metrics(self.session, user_id, reports_generated=1)
-        return report
+        return adopt(self.session, Report, row)
 
     @translate_errors
     async def get_or_none(self, report_id: uuid.UUID, *, user_id: uuid.UUID) -> Report | None:
         """The report if `user_id` owns it, else None (1 statement)."""
-        return (await self.session.scalars(_GET, owner(report_id, user_id))).one_or_none()
+        params = owner(report_id, user_id).values()  # $1 the report, $2 the user
+        row = await (await driver(self.session)).fetchrow(_GET_SQL, *params)
+        return None if row is None else adopt_loaded(self.session, Report, row)
 
     async def get(self, report_id: uuid.UUID, *, user_id: uuid.UUID) -> Report:
         """The report, or `NotFoundError` (also for another user's report)."""
@@ -179,10 +197,18 @@ class ReportRepository(ReportChildrenMethods, ActionPlanMethods):
 
     @translate_errors
     async def get_full(self, report_id: uuid.UUID, *, user_id: uuid.UUID) -> Report:
-        """The report with certifications, documents and action plan loaded (4 statements)."""
-        report = (await self.session.scalars(_GET_FULL, owner(report_id, user_id))).one_or_none()
-        if report is None:
+        """The report with certifications, documents and action plan loaded (1 statement).
+
+        Everything is refreshed from the row, as a load with `populate_existing` would.
+        """
+        params = owner(report_id, user_id).values()  # $1 the report, $2 the user
+        row = await (await driver(self.session)).fetchrow(_GET_FULL_SQL, *params)
+        if row is None:
             raise NotFoundError(f"report {report_id} not found")
+        report = adopt(self.session, Report, row)
+        for name, model, _ in _CHILDREN:
+            children = [adopt(self.session, model, record(model, item)) for item in row[name]]
+            set_committed_value(report, name, children)
         return report
 
     @translate_errors
@@ -204,15 +230,16 @@ class ReportRepository(ReportChildrenMethods, ActionPlanMethods):
         check_limit(limit)
         filters = {"status": status, "destination_country": destination_country, "hs_code": hs_code}
         filters = checked(Report, {k: v for k, v in filters.items() if v is not None})
-        params = {"scope_user_id": user_id, "limit_plus_one": limit + 1, **value_params(filters)}
+        args: list[Any] = [user_id, limit + 1, *filters.values()]
         if cursor is not None:
-            params["after_created_at"], params["after_id"] = decode_cursor(cursor)
-        statement = _page(tuple(filters), cursor is not None)
-        rows = list((await self.session.scalars(statement, params)).all())
-        if len(rows) <= limit:
+            args.extend(decode_cursor(cursor))
+        sql = _page_sql(tuple(filters), cursor is not None)
+        found = await (await driver(self.session)).fetch(sql, *args)
+        rows = [adopt_loaded(self.session, Report, row) for row in found[:limit]]
+        if len(found) <= limit:
             return Page(rows, None)
-        last = rows[limit - 1]
-        return Page(rows[:limit], encode_cursor(last.created_at, last.id))
+        last = rows[-1]
+        return Page(rows, encode_cursor(last.created_at, last.id))
 
     @translate_errors
     async def update(self, report_id: uuid.UUID, *, user_id: uuid.UUID, **fields: Any) -> Report:

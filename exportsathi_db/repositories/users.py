@@ -6,16 +6,16 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy.orm.attributes import instance_state
 
 from exportsathi_db import validation
 from exportsathi_db.errors import AlreadyExistsError, InvalidDataError, NotFoundError
 from exportsathi_db.models import User, new_id
 from exportsathi_db.models.base import validated
 from exportsathi_db.repositories.base import Repository, translate_errors
-from exportsathi_db.repositories.fastpath import adopt, columns, driver
-from exportsathi_db.repositories.report_common import check_id
+from exportsathi_db.repositories.fastpath import adopt, columns, driver, shape
+from exportsathi_db.repositories.report_common import adopt_loaded, check_id
 
 CREATED = (
     "email",
@@ -32,16 +32,12 @@ UPDATABLE = frozenset(
 
 # Statements are built once: building one costs more than its round trip.
 _COLUMNS = User.__table__.columns
-_INSERT = (
-    insert(User)
-    .values(
-        id=bindparam("v_id", type_=_COLUMNS["id"].type),
-        **{name: bindparam(f"v_{name}", type_=_COLUMNS[name].type) for name in CREATED},
-    )
-    .on_conflict_do_nothing(index_elements=[func.lower(User.email)])
-    .returning(User)
-)
-_BY_EMAIL = select(User).where(func.lower(User.email) == func.lower(bindparam("email")))
+_INSERT_SQL = f"""
+    INSERT INTO users (id, {", ".join(CREATED)})
+    VALUES ({", ".join(f"${n}" for n in range(1, len(CREATED) + 2))})
+    ON CONFLICT (lower(email)) DO NOTHING
+    RETURNING {columns(User)}"""
+_BY_ID_SQL = f"SELECT {columns(User)} FROM users WHERE id = $1"
 _BY_EMAIL_SQL = f"SELECT {columns(User)} FROM users WHERE lower(email) = lower($1)"
 _LOGIN_SQL = f"UPDATE users SET last_login = now() WHERE id = $1 RETURNING {columns(User)}"
 _DELETE = delete(User).where(User.id == bindparam("user_id")).returning(User.id)
@@ -91,18 +87,28 @@ class UserRepository(Repository):
                 "monthly_volume": monthly_volume,
             },
         )
-        params = {f"v_{name}": value for name, value in values.items()} | {"v_id": new_id()}
-        user = (await self.session.scalars(_INSERT, params)).one_or_none()
-        if user is None:
+        raw = await driver(self.session)
+        row = await raw.fetchrow(_INSERT_SQL, new_id(), *(values[name] for name in CREATED))
+        if row is None:
             raise AlreadyExistsError(
                 "email: an account with this email already exists",
                 constraint="uq_users_lower_email",
             )
-        return user
+        return adopt(self.session, User, row)
 
     @translate_errors
     async def get_or_none(self, user_id: uuid.UUID) -> User | None:
-        return await self.session.get(User, user_id)
+        """As `session.get`: the session's own copy if it has one loaded, else one SELECT."""
+        key = shape(User).mapper.identity_key_from_primary_key((check_id("user_id", user_id),))
+        known: User | None = self.session.sync_session.identity_map.get(key)
+        if known is not None and not instance_state(known).expired:
+            return known
+        row = await (await driver(self.session)).fetchrow(_BY_ID_SQL, user_id)
+        if row is None:
+            if known is not None:  # expired and deleted meanwhile: the session lets it go
+                self.session.expunge(known)
+            return None
+        return adopt_loaded(self.session, User, row)
 
     async def get(self, user_id: uuid.UUID) -> User:
         """The user, or `NotFoundError`."""

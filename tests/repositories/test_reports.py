@@ -16,14 +16,14 @@ from tests.repositories.reports_helpers import add_children, count_rows, metrics
 from tests.statements import count_statements
 
 
-async def test_create_copies_the_profile_counts_the_report_in_two_statements(
+async def test_create_copies_the_profile_and_counts_the_report_in_one_statement(
     db_session: AsyncSession,
 ) -> None:
     user = await make_user(db_session, business_type="SaaS", company_size="Micro")
     repo = ReportRepository(db_session)
     with count_statements(db_session) as seen:
         report = await new_report(repo, user, hs_code="1006.30", risk_score=40)
-    assert len(seen) == 2
+    assert len(seen) == 1
     assert report.id.version == 7 and report.status == "completed"
     stored = await row(db_session, "reports", report.id)
     assert stored["user_id"] == user.id
@@ -130,7 +130,7 @@ async def test_get_and_get_or_none_see_only_the_owners_report(db_session: AsyncS
 
 
 @pytest.mark.parametrize("children", [0, 1, 12])
-async def test_get_full_loads_every_child_in_four_statements_whatever_their_number(
+async def test_get_full_loads_every_child_in_one_statement_whatever_their_number(
     db_session: AsyncSession, children: int
 ) -> None:
     user = await make_user(db_session)
@@ -140,7 +140,7 @@ async def test_get_full_loads_every_child_in_four_statements_whatever_their_numb
     db_session.expunge_all()
     with count_statements(db_session) as seen:
         full = await repo.get_full(report.id, user_id=user.id)
-    assert len(seen) == 4
+    assert len(seen) == 1
     db_session.expunge(full)  # what it promised is loaded: usable without the session
     assert [c.certification_id for c in full.certifications] == [f"C{i}" for i in range(children)]
     assert [d.document_data["n"] for d in full.documents] == list(range(children))
@@ -244,3 +244,46 @@ async def test_update_of_another_users_report_is_not_found_and_changes_nothing(
     with pytest.raises(NotFoundError):
         await repo.update(report.id, user_id=other.id)
     assert await row(db_session, "reports", report.id) == before
+
+
+async def test_create_copies_the_profile_as_the_session_holds_it(db_session: AsyncSession) -> None:
+    user = await make_user(db_session, company_size="Small")
+    user.company_size = "Medium"  # not flushed yet: the create flushes it first, as the ORM did
+    report = await new_report(ReportRepository(db_session), user)
+    assert report.company_size == "Medium"
+    assert (await row(db_session, "reports", report.id))["company_size"] == "Medium"
+
+
+async def test_reads_keep_unflushed_changes_and_fill_expired_columns(
+    db_session: AsyncSession,
+) -> None:
+    user = await make_user(db_session)
+    report = await make_report(db_session, user, status="processing")
+    repo = ReportRepository(db_session)
+    report.status = "failed"
+    with db_session.no_autoflush:
+        assert await repo.get(report.id, user_id=user.id) is report
+        page = await repo.list_for_user(user.id)
+    assert page.items == [report] and report.status == "failed"
+    await db_session.flush()
+    assert (await row(db_session, "reports", report.id))["status"] == "failed"
+    db_session.expire(report, ["hs_code"])
+    with count_statements(db_session) as seen:
+        assert await repo.get(report.id, user_id=user.id) is report
+    assert len(seen) == 1 and report.__dict__["hs_code"] == "0910.30"
+
+
+async def test_get_full_children_track_changes_like_loaded_ones(db_session: AsyncSession) -> None:
+    user = await make_user(db_session)
+    repo = ReportRepository(db_session)
+    report = await new_report(repo, user)
+    await add_children(repo, report, 1)
+    db_session.expunge_all()
+    full = await repo.get_full(report.id, user_id=user.id)
+    full.documents[0].document_data["checked"] = True  # in-place JSONB change
+    full.certifications[0].notes = "applied"
+    await db_session.flush()
+    stored = await row(db_session, "generated_documents", full.documents[0].id)
+    assert stored["document_data"] == {"n": 0, "checked": True}
+    stored = await row(db_session, "certification_progress", full.certifications[0].id)
+    assert stored["notes"] == "applied"

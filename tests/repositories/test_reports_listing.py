@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, text
+from asyncpg.connection import LoggedQuery
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.errors import InvalidDataError
 from exportsathi_db.repositories.base import encode_cursor
+from exportsathi_db.repositories.fastpath import driver
 from exportsathi_db.repositories.reports import ReportRepository
 from tests.factories import make_report, make_user
 from tests.statements import count_statements
@@ -122,24 +125,21 @@ async def test_the_user_index_serves_the_page_query(db_session: AsyncSession) ->
     report = await make_report(db_session, user)
     for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
         await db_session.execute(text(f"SET LOCAL {setting} = off"))  # as on a big table
-    sent: list[tuple[str, object]] = []
+    sent: list[tuple[str, tuple[object, ...]]] = []
 
-    def record(
-        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
-    ) -> None:
-        sent.append((statement, parameters))
+    def record(query: LoggedQuery) -> None:
+        sent.append((query.query, tuple(query.args)))
 
-    engine = (await db_session.connection()).engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
+    raw = await driver(db_session)  # the page query goes straight to asyncpg
+    raw.add_query_logger(record)
     try:
         cursor = encode_cursor(report.created_at, report.id)
         page = await ReportRepository(db_session).list_for_user(user.id, cursor=cursor)
+        await asyncio.sleep(0)  # asyncpg calls query loggers with call_soon
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        raw.remove_query_logger(record)
     assert list(page.items) == []
     ((statement, parameters),) = sent
-    connection = await db_session.connection()
-    result = await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)  # type: ignore[arg-type]
-    plan = "\n".join(line for (line,) in result)
+    plan = "\n".join(line for (line,) in await raw.fetch(f"EXPLAIN {statement}", *parameters))
     assert "Index Scan using ix_reports_user_id_created_at" in plan and "Sort" not in plan
     assert "created_at" in plan.split("Index Cond", 1)[1].split("\n", 1)[0]

@@ -187,3 +187,46 @@ async def test_returned_user_is_usable_after_the_session_closes(db: object) -> N
     assert user.email.endswith("@Example.IN") and user.updated_at is not None
     async with db.session_scope() as session:
         await UserRepository(session).delete(user.id)
+
+
+async def test_get_answers_from_the_session_else_in_one_statement(
+    db_session: AsyncSession,
+) -> None:
+    user = await make_user(db_session, company_name="Kerala Coir")
+    repo = UserRepository(db_session)
+    with count_statements(db_session) as seen:
+        assert await repo.get(user.id) is user  # in the session: no SQL, as session.get
+    assert seen == []
+    db_session.expunge_all()
+    with count_statements(db_session) as seen:
+        fresh = await repo.get(user.id)
+    assert len(seen) == 1 and fresh is not user and fresh.company_name == "Kerala Coir"
+    assert await repo.get(user.id) is fresh
+    with pytest.raises(InvalidDataError, match="user_id"):
+        await repo.get_or_none("not-a-uuid")  # type: ignore[arg-type]
+
+
+async def test_get_reloads_an_expired_user_and_forgets_a_deleted_one(
+    db_session: AsyncSession,
+) -> None:
+    user = await make_user(db_session)
+    user_id, repo = user.id, UserRepository(db_session)
+    rename = text("UPDATE users SET company_name = 'Renamed' WHERE id = :i")
+    await db_session.execute(rename, {"i": user_id})
+    db_session.expire(user)
+    with count_statements(db_session) as seen:
+        assert await repo.get(user_id) is user
+    assert len(seen) == 1 and user.company_name == "Renamed"
+    await db_session.execute(text("DELETE FROM users WHERE id = :i"), {"i": user_id})
+    db_session.expire(user)
+    assert await repo.get_or_none(user_id) is None
+    assert user not in db_session
+    with pytest.raises(NotFoundError):
+        await repo.get(user_id)
+
+
+async def test_create_flushes_pending_changes_first(db_session: AsyncSession) -> None:
+    pending = User(**_new_user())
+    db_session.add(pending)
+    await UserRepository(db_session).create(**_new_user())
+    assert await _user_count(db_session) == 2

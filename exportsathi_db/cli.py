@@ -53,7 +53,7 @@ async def _check(db: DatabaseConnection, _args: argparse.Namespace) -> int:
     print(f"schema:    {current or 'none'} (head {head})")
     print(
         f"pool:      size {s.db_pool_size} + overflow {s.db_max_overflow}, "
-        f"timeout {s.db_pool_timeout:g} s, recycle {s.db_pool_recycle} s, pre-ping on"
+        f"timeout {s.db_pool_timeout:g} s, recycle {s.db_pool_recycle} s, pre-ping on checkout"
     )
     if current != head:
         print("not at the latest schema: run `python -m exportsathi_db init`", file=sys.stderr)

@@ -143,3 +143,25 @@ def adopt_all(
     session: AsyncSession, model: type[M], rows: Iterable[Mapping[str, Any] | asyncpg.Record]
 ) -> list[M]:
     return [adopt(session, model, row) for row in rows]
+
+
+def adopt_loaded(
+    session: AsyncSession, model: type[M], row: Mapping[str, Any] | asyncpg.Record
+) -> M:
+    """`adopt` as a query without `populate_existing` loads: an object already in the session
+    keeps its loaded values, only its unloaded (expired) columns are filled from `row`."""
+    info = shape(model)
+    existing = session.sync_session.identity_map.get(
+        info.mapper.identity_key_from_primary_key((row["id"],))
+    )
+    if existing is None:
+        return adopt(session, model, row)
+    state = instance_state(existing)
+    unloaded = state.unloaded
+    missing = [name for name in info.columns if name in unloaded]
+    if missing:
+        state.dict.update({name: row[name] for name in missing})
+        state._commit(state.dict, missing)
+        info.mapper.class_manager.dispatch.refresh(state, None, missing)
+    obj: M = existing
+    return obj

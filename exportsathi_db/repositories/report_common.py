@@ -11,21 +11,19 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
-import asyncpg
 from sqlalchemy import BindParameter, Table, Update, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from exportsathi_db.errors import InvalidDataError
 from exportsathi_db.models import Base, Report, UserMetrics, new_id
 from exportsathi_db.models.base import validated
-from exportsathi_db.repositories.fastpath import adopt, shape
+from exportsathi_db.repositories.fastpath import shape
 
 M = TypeVar("M", bound=Base)
 _POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -159,28 +157,6 @@ async def decrement_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas:
     """
     statement = _decrement(tuple(sorted(deltas)))
     await session.execute(statement, {"scope_user_id": user_id, **value_params(deltas)})
-
-
-def adopt_loaded(
-    session: AsyncSession, model: type[M], row: Mapping[str, Any] | asyncpg.Record
-) -> M:
-    """`adopt` as a query without `populate_existing` loads: an object already in the session
-    keeps its loaded values, only its unloaded (expired) columns are filled from `row`."""
-    info = shape(model)
-    existing = session.sync_session.identity_map.get(
-        info.mapper.identity_key_from_primary_key((row["id"],))
-    )
-    if existing is None:
-        return adopt(session, model, row)
-    state = instance_state(existing)
-    unloaded = state.unloaded
-    missing = [name for name in info.columns if name in unloaded]
-    if missing:
-        state.dict.update({name: row[name] for name in missing})
-        state._commit(state.dict, missing)
-        info.mapper.class_manager.dispatch.refresh(state, None, missing)
-    obj: M = existing
-    return obj
 
 
 def record(model: type[Base], values: Iterable[Any]) -> dict[str, Any]:

@@ -29,11 +29,10 @@ from exportsathi_db.repositories.base import (
     encode_cursor,
     translate_errors,
 )
-from exportsathi_db.repositories.fastpath import adopt, columns, driver, json_param
+from exportsathi_db.repositories.fastpath import adopt, adopt_loaded, columns, driver, json_param
 from exportsathi_db.repositories.report_children import UNSET, ReportChildrenMethods
 from exportsathi_db.repositories.report_common import (
     OWNED_REPORT,
-    adopt_loaded,
     check_fields,
     check_id,
     checked,

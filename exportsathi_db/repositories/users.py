@@ -14,8 +14,8 @@ from exportsathi_db.errors import AlreadyExistsError, InvalidDataError, NotFound
 from exportsathi_db.models import User, new_id
 from exportsathi_db.models.base import validated
 from exportsathi_db.repositories.base import Repository, translate_errors
-from exportsathi_db.repositories.fastpath import adopt, columns, driver, shape
-from exportsathi_db.repositories.report_common import adopt_loaded, check_id
+from exportsathi_db.repositories.fastpath import adopt, adopt_loaded, columns, driver, shape
+from exportsathi_db.repositories.report_common import check_id
 
 CREATED = (
     "email",

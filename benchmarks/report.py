@@ -142,7 +142,10 @@ def markdown(results: dict[str, Any], plot_path: str) -> str:
             f"{rss['peak_rss_mb']:.0f} MB ({rss['measured_by']}), {rss['seconds']:.0f} s "
             "including the migration.",
         ]
-    return "\n".join([*out, "", "## Median latency", "", f"![median latency]({plot_path})", ""])
+    analysis = ROOT / "benchmarks" / "analysis.md"  # hand-written notes on the misses
+    notes = [analysis.read_text()] if analysis.is_file() else []
+    chart = ["## Median latency", "", f"![median latency]({plot_path})", ""]
+    return "\n".join([*out, "", *notes, *chart])
 
 
 def write(results: dict[str, Any], *, out: Path, publish: bool) -> list[Path]:

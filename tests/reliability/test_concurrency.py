@@ -92,3 +92,102 @@ def _letter_case(email: str, n: int) -> str:
         if n >> bit & 1:
             chars[pos] = chars[pos].upper()
     return "".join(chars)
+
+
+async def _owner_with_report(db: DatabaseConnection, cleanup: list[str]) -> tuple[Any, Any]:
+    from exportsathi_db.repositories import ReportRepository
+
+    email = f"{unique('race')}@example.in"
+    cleanup.append(email)
+    async with db.session_scope() as session:
+        user = await UserRepository(session).create(email=email, **PROFILE)
+        report = await ReportRepository(session).create(
+            user_id=user.id,
+            product_name="Brass handicrafts",
+            destination_country="Germany",
+            report_data={"v": 0},
+        )
+    return user.id, report.id
+
+
+async def test_concurrent_status_updates_of_one_report_lose_nothing(
+    db: DatabaseConnection, cleanup: list[str]
+) -> None:
+    """Each update is one `UPDATE ... RETURNING` (no read-modify-write in the app), so the
+    row lock serialises them: the last committed write wins, every one commits."""
+    from exportsathi_db.repositories import ReportRepository
+
+    user_id, report_id = await _owner_with_report(db, cleanup)
+    statuses = ["processing", "failed", "completed"] * 20
+
+    async def update(i: int, status: str) -> None:
+        async with db.session_scope() as session:
+            await ReportRepository(session).update(
+                report_id, user_id=user_id, status=status, risk_score=i % 101
+            )
+
+    await asyncio.gather(*(update(i, s) for i, s in enumerate(statuses)))
+    async with db.session_scope() as session:
+        status, risk = (
+            await session.execute(
+                text("SELECT status, risk_score FROM reports WHERE id = :r"), {"r": report_id}
+            )
+        ).one()
+    assert (status, risk) in {(s, i % 101) for i, s in enumerate(statuses)}  # one whole write
+
+
+async def test_concurrent_completions_of_one_certification_count_once(
+    db: DatabaseConnection, cleanup: list[str]
+) -> None:
+    """The certification row is locked (SELECT ... FOR UPDATE) while its old status is read:
+    50 racing completions count exactly one completed certification."""
+    from exportsathi_db.repositories import AnalysisRepository, ReportRepository
+
+    user_id, report_id = await _owner_with_report(db, cleanup)
+    async with db.session_scope() as session:
+        cert = await ReportRepository(session).add_certification(
+            report_id,
+            user_id=user_id,
+            certification_id="BIS",
+            certification_name="BIS certification",
+            certification_type="quality",
+        )
+
+    async def complete() -> None:
+        async with db.session_scope() as session:
+            await ReportRepository(session).update_certification(
+                cert.id, user_id=user_id, status="completed"
+            )
+
+    await asyncio.gather(*(complete() for _ in range(50)))
+    async with db.session_scope() as session:
+        metrics = await AnalysisRepository(session).get_metrics(user_id)
+        assert metrics.certifications_completed == 1
+
+
+async def test_concurrent_save_finance_keeps_one_row_and_never_errors(
+    db: DatabaseConnection, cleanup: list[str]
+) -> None:
+    from exportsathi_db.repositories import AnalysisRepository
+
+    user_id, report_id = await _owner_with_report(db, cleanup)
+
+    async def save(i: int) -> None:
+        async with db.session_scope() as session:
+            await AnalysisRepository(session).save_finance(
+                report_id, user_id=user_id, working_capital_data={"writer": i}
+            )
+
+    await asyncio.gather(*(save(i) for i in range(40)))
+    async with db.session_scope() as session:
+        rows = (
+            (
+                await session.execute(
+                    text("SELECT working_capital_data FROM finance_analysis WHERE report_id = :r"),
+                    {"r": report_id},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(rows) == 1 and rows[0]["writer"] in range(40)

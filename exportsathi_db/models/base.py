@@ -162,6 +162,14 @@ def check_value(column: Column[Any], value: Any) -> Any:
         if not isinstance(value, uuid.UUID):
             raise InvalidDataError(field, f"must be a UUID; got {type(value).__name__}")
     elif isinstance(kind, JSONB):
+        if kind is JSON_OBJECT and not isinstance(value, dict):
+            raise InvalidDataError(
+                field, f"must be a JSON object (dict); got {type(value).__name__}"
+            )
+        if kind is JSON_ARRAY and not isinstance(value, list):
+            raise InvalidDataError(
+                field, f"must be a JSON array (list); got {type(value).__name__}"
+            )
         _check_json(field, value)
     return value
 
@@ -176,11 +184,14 @@ def _check_json(field: str, value: Any) -> None:
 
 
 def validated(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
-    """Check values meant for a Core INSERT/UPDATE of `model` exactly as attribute sets are."""
+    """Check values meant for a Core INSERT/UPDATE of `model` as attribute sets are, and refuse
+    None for NOT NULL columns."""
     columns = model.__table__.columns
     for key, value in values.items():
         if key not in columns:
             raise InvalidDataError(key, f"is not a column of {model.__tablename__}")
+        if value is None and not columns[key].nullable:
+            raise InvalidDataError(key, "is required")
         check_value(cast(Column[Any], columns[key]), value)
     return values
 

@@ -14,8 +14,9 @@ from sqlalchemy.sql.dml import ReturningUpdate
 
 from exportsathi_db.errors import InvalidDataError, NotFoundError
 from exportsathi_db.models import ActionPlanProgress, new_id
+from exportsathi_db.models.base import validated
 from exportsathi_db.repositories.base import Repository, translate_errors
-from exportsathi_db.repositories.report_common import OWNED_REPORT, checked, owner
+from exportsathi_db.repositories.report_common import OWNED_REPORT, owner
 
 Task = ActionPlanProgress
 REQUIRED = ("task_id", "day_number", "task_title")
@@ -135,7 +136,7 @@ def _checked_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 raise InvalidDataError(f"{where}.{key}", "is required")
         values = {key: task.get(key) for key in (*REQUIRED, *OPTIONAL)}
         try:
-            checked(Task, {key: value for key, value in values.items() if value is not None})
+            validated(Task, {key: value for key, value in values.items() if value is not None})
         except InvalidDataError as exc:
             message = str(exc).removeprefix(f"{exc.field}: ")
             raise InvalidDataError(
@@ -187,7 +188,7 @@ class ActionPlanMethods(Repository):
     ) -> ActionPlanProgress:
         """Mark a task done (stamping `completed_at` once) or not done (clearing it)."""
         params = owner(report_id, user_id) | {"scope_task_id": task_id}
-        checked(Task, {"task_id": task_id, "completed": completed})
+        validated(Task, {"task_id": task_id, "completed": completed})
         statement = _COMPLETE if completed else _REOPEN
         task = (await self.session.scalars(statement, params)).one_or_none()
         if task is None:

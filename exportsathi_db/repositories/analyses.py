@@ -21,10 +21,6 @@ _CENT = Decimal("0.01")
 
 def _check_parts(model: type[Analysis], values: dict[str, Any]) -> dict[str, Any]:
     """Each analysis part is a JSON object (or None), checked before any SQL is sent."""
-    for field, value in values.items():
-        if value is not None and not isinstance(value, dict):
-            message = f"must be a JSON object (dict); got {type(value).__name__}"
-            raise InvalidDataError(field, message)
     return validated(model, values)
 
 

@@ -12,12 +12,12 @@ from sqlalchemy.sql.dml import ReturningUpdate
 
 from exportsathi_db.errors import NotFoundError
 from exportsathi_db.models import CertificationProgress, GeneratedDocument
+from exportsathi_db.models.base import validated
 from exportsathi_db.models.enums import CertificationStatus
 from exportsathi_db.repositories.base import Repository, bump_metrics, translate_errors
 from exportsathi_db.repositories.report_common import (
     OWNED_REPORT,
     check_id,
-    checked,
     decrement_metrics,
     insert_under_report,
     new_row,
@@ -128,7 +128,7 @@ class ReportChildrenMethods(Repository):
         notes: str | None = None,
     ) -> CertificationProgress:
         """Track a certification the report needs (1 statement; 2 when added completed)."""
-        values = checked(
+        values = validated(
             Cert,
             {
                 "certification_id": certification_id,
@@ -178,7 +178,7 @@ class ReportChildrenMethods(Repository):
         """
         params = _scope(certification_progress_id, user_id)
         given = {"status": status, "notes": notes, "documents_completed": documents_completed}
-        values = checked(Cert, {k: v for k, v in given.items() if v is not UNSET})
+        values = validated(Cert, {k: v for k, v in given.items() if v is not UNSET})
         if not values:
             return await self.get_certification(certification_progress_id, user_id=user_id)
         statement = _update_certification(tuple(values), values.get("status"))
@@ -218,7 +218,7 @@ class ReportChildrenMethods(Repository):
         is_valid: bool = False,
     ) -> GeneratedDocument:
         """Store a generated document and count it in `documents_generated` (2 statements)."""
-        values = checked(
+        values = validated(
             GeneratedDocument,
             {
                 "document_type": document_type,
@@ -246,7 +246,7 @@ class ReportChildrenMethods(Repository):
         """The report's documents, oldest first, optionally of one type (1 statement)."""
         params = owner(report_id, user_id)
         if document_type is not None:
-            params |= value_params(checked(GeneratedDocument, {"document_type": document_type}))
+            params |= value_params(validated(GeneratedDocument, {"document_type": document_type}))
         statement = _children(GeneratedDocument, document_type is not None)
         rows = (await self.session.execute(statement, params)).all()
         if not rows:

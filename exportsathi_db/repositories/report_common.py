@@ -22,20 +22,10 @@ from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from exportsathi_db.errors import InvalidDataError
 from exportsathi_db.models import Base, Report, UserMetrics, new_id
-from exportsathi_db.models.base import validated
 from exportsathi_db.repositories.fastpath import shape
 
 M = TypeVar("M", bound=Base)
 _POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
-
-# JSONB columns and the JSON shape each must hold (the ORM checks these on attribute sets).
-_JSON_SHAPES: dict[str, type[dict[str, Any]] | type[list[Any]]] = {
-    "report_data": dict,
-    "document_data": dict,
-    "validation_results": dict,
-    "documents_completed": list,
-}
-_SHAPE_NAMES: dict[type, str] = {dict: "a JSON object (dict)", list: "a JSON array (list)"}
 
 # The report's id and owner, only when the acting user owns it (another user's = missing).
 OWNED_REPORT = select(Report.id, Report.user_id).where(
@@ -56,21 +46,6 @@ def owner(report_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
         "scope_report_id": check_id("report_id", report_id),
         "scope_user_id": check_id("user_id", user_id),
     }
-
-
-def checked(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
-    """`validated(...)`, plus NOT NULL columns refusing None and JSON columns their shape."""
-    validated(model, values)
-    columns = model.__table__.columns
-    for key, value in values.items():
-        if value is None and not columns[key].nullable:
-            raise InvalidDataError(key, "is required")
-        shape = _JSON_SHAPES.get(key)
-        if shape is not None and value is not None and not isinstance(value, shape):
-            raise InvalidDataError(
-                key, f"must be {_SHAPE_NAMES[shape]}; got {type(value).__name__}"
-            )
-    return values
 
 
 def check_fields(fields: Iterable[str], allowed: frozenset[str]) -> None:

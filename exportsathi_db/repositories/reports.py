@@ -21,6 +21,7 @@ from exportsathi_db.models import (
     Report,
     new_id,
 )
+from exportsathi_db.models.base import validated
 from exportsathi_db.repositories.action_plan import ActionPlan, ActionPlanMethods, PlanDay
 from exportsathi_db.repositories.base import (
     Page,
@@ -35,7 +36,6 @@ from exportsathi_db.repositories.report_common import (
     OWNED_REPORT,
     check_fields,
     check_id,
-    checked,
     owner,
     record,
     typed,
@@ -170,8 +170,8 @@ class ReportRepository(ReportChildrenMethods, ActionPlanMethods):
         # The keyword arguments named like report columns, i.e. all but user_id.
         values = {name: value for name, value in locals().items() if name in UPDATABLE}
         check_id("user_id", user_id)
-        checked(Report, {k: v for k, v in values.items() if k not in _FROM_USER})
-        checked(Report, {k: values[k] for k in _FROM_USER if values[k] is not None})
+        validated(Report, {k: v for k, v in values.items() if k not in _FROM_USER})
+        validated(Report, {k: values[k] for k in _FROM_USER if values[k] is not None})
         values["report_data"] = json_param(report_data)
         raw = await driver(self.session)
         args = (values[name] for name in _SETTABLE)
@@ -228,7 +228,7 @@ class ReportRepository(ReportChildrenMethods, ActionPlanMethods):
         check_id("user_id", user_id)
         check_limit(limit)
         filters = {"status": status, "destination_country": destination_country, "hs_code": hs_code}
-        filters = checked(Report, {k: v for k, v in filters.items() if v is not None})
+        filters = validated(Report, {k: v for k, v in filters.items() if v is not None})
         args: list[Any] = [user_id, limit + 1, *filters.values()]
         if cursor is not None:
             args.extend(decode_cursor(cursor))
@@ -247,7 +247,7 @@ class ReportRepository(ReportChildrenMethods, ActionPlanMethods):
         check_fields(fields, UPDATABLE)
         if not fields:
             return await self.get(report_id, user_id=user_id)
-        params |= value_params(checked(Report, fields))
+        params |= value_params(validated(Report, fields))
         statement = _update(tuple(sorted(fields)))
         report = (await self.session.scalars(statement, params)).one_or_none()
         if report is None:

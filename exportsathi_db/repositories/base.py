@@ -70,6 +70,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise InvalidDataError("cursor", "is not a cursor returned by this API") from None
 
 
+def check_id(field: str, value: Any) -> uuid.UUID:
+    """Ids must be UUIDs: a malformed id is the caller's bug, reported before any SQL."""
+    if not isinstance(value, uuid.UUID):
+        raise InvalidDataError(field, f"must be a UUID; got {type(value).__name__}")
+    return value
+
+
 def check_limit(limit: int, *, maximum: int = 1000) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
         raise InvalidDataError("limit", f"must be an integer between 1 and {maximum}")

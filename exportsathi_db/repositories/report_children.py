@@ -14,10 +14,9 @@ from exportsathi_db.errors import NotFoundError
 from exportsathi_db.models import CertificationProgress, GeneratedDocument
 from exportsathi_db.models.base import validated
 from exportsathi_db.models.enums import CertificationStatus
-from exportsathi_db.repositories.base import Repository, bump_metrics, translate_errors
+from exportsathi_db.repositories.base import Repository, bump_metrics, check_id, translate_errors
 from exportsathi_db.repositories.report_common import (
     OWNED_REPORT,
-    check_id,
     decrement_metrics,
     insert_under_report,
     new_row,

@@ -22,6 +22,7 @@ from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from exportsathi_db.errors import InvalidDataError
 from exportsathi_db.models import Base, Report, UserMetrics, new_id
+from exportsathi_db.repositories.base import check_id
 from exportsathi_db.repositories.fastpath import shape
 
 M = TypeVar("M", bound=Base)
@@ -31,13 +32,6 @@ _POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 OWNED_REPORT = select(Report.id, Report.user_id).where(
     Report.id == bindparam("scope_report_id"), Report.user_id == bindparam("scope_user_id")
 )
-
-
-def check_id(field: str, value: Any) -> uuid.UUID:
-    """Ids must be UUIDs: a malformed id is the caller's bug, reported before any SQL."""
-    if not isinstance(value, uuid.UUID):
-        raise InvalidDataError(field, f"must be a UUID; got {type(value).__name__}")
-    return value
 
 
 def owner(report_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from exportsathi_db.models.base import validated
 from exportsathi_db.repositories.action_plan import ActionPlan, ActionPlanMethods, PlanDay
 from exportsathi_db.repositories.base import (
     Page,
+    check_id,
     check_limit,
     decode_cursor,
     encode_cursor,
@@ -35,7 +36,6 @@ from exportsathi_db.repositories.report_children import UNSET, ReportChildrenMet
 from exportsathi_db.repositories.report_common import (
     OWNED_REPORT,
     check_fields,
-    check_id,
     owner,
     record,
     typed,

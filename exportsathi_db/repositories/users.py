@@ -6,16 +6,15 @@ import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.orm.attributes import instance_state
 
 from exportsathi_db import validation
 from exportsathi_db.errors import AlreadyExistsError, InvalidDataError, NotFoundError
 from exportsathi_db.models import User, new_id
 from exportsathi_db.models.base import validated
-from exportsathi_db.repositories.base import Repository, translate_errors
+from exportsathi_db.repositories.base import Repository, check_id, translate_errors
 from exportsathi_db.repositories.fastpath import adopt, adopt_loaded, columns, driver, shape
-from exportsathi_db.repositories.report_common import check_id
 
 CREATED = (
     "email",
@@ -25,9 +24,7 @@ CREATED = (
     "company_name",
     "monthly_volume",
 )
-UPDATABLE = frozenset(
-    {"email", "password_hash", "business_type", "company_size", "company_name", "monthly_volume"}
-)
+UPDATABLE = frozenset(CREATED)
 
 
 # Statements are built once: building one costs more than its round trip.
@@ -44,13 +41,9 @@ _DELETE = delete(User).where(User.id == bindparam("user_id")).returning(User.id)
 
 
 @functools.lru_cache(maxsize=64)
-def _update(names: tuple[str, ...], *, login: bool) -> Any:
-    """UPDATE ... RETURNING of the given columns (and `last_login = now()` for a login)."""
-    values: dict[str, Any] = {
-        name: bindparam(f"v_{name}", type_=_COLUMNS[name].type) for name in names
-    }
-    if login:
-        values["last_login"] = func.now()
+def _update(names: tuple[str, ...]) -> Any:
+    """UPDATE ... RETURNING of the given columns, built once per set of columns."""
+    values = {name: bindparam(f"v_{name}", type_=_COLUMNS[name].type) for name in names}
     return (
         update(User)
         .where(User.id == bindparam("user_id"))
@@ -135,7 +128,14 @@ class UserRepository(Repository):
             )
         if not fields:
             return await self.get(user_id)
-        return await self._update(user_id, validated(User, fields))
+        values = validated(User, fields)
+        params: dict[str, Any] = {f"v_{name}": value for name, value in values.items()}
+        params["user_id"] = user_id
+        statement = _update(tuple(sorted(values)))
+        user: User | None = (await self.session.scalars(statement, params)).one_or_none()
+        if user is None:
+            raise NotFoundError(f"user {user_id} not found")
+        return user
 
     @translate_errors
     async def record_login(self, user_id: uuid.UUID) -> User:
@@ -150,14 +150,3 @@ class UserRepository(Repository):
         """Delete the user and, by cascade, everything of theirs."""
         if (await self.session.execute(_DELETE, {"user_id": user_id})).first() is None:
             raise NotFoundError(f"user {user_id} not found")
-
-    async def _update(
-        self, user_id: uuid.UUID, values: dict[str, Any], *, login: bool = False
-    ) -> User:
-        params = {f"v_{name}": value for name, value in values.items()}
-        params["user_id"] = user_id
-        statement = _update(tuple(sorted(values)), login=login)
-        user: User | None = (await self.session.scalars(statement, params)).one_or_none()
-        if user is None:
-            raise NotFoundError(f"user {user_id} not found")
-        return user

@@ -58,6 +58,15 @@ class DatabaseUnavailableError(ExportSathiDBError):
     retryable = True
 
 
+class CommitOutcomeUnknownError(ExportSathiDBError):
+    """The connection was lost (or the task cancelled) while COMMIT was in flight: the unit
+    of work may or may not be committed, and no client can know which.
+
+    Not retryable as such: retry only a unit of work that is idempotent by a key the caller
+    chose (e.g. an upsert on a request id), or read back to see whether it landed.
+    """
+
+
 class PoolTimeoutError(DatabaseUnavailableError):
     """No pooled connection became free within `DB_POOL_TIMEOUT` (the pool is exhausted)."""
 

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(30.0, gt=0)
     db_pool_recycle: int = Field(3600, ge=-1)
     db_echo: bool = False
+    # Statement parameters (password hashes among them) stay out of logs unless asked for.
+    db_log_parameters: bool = False
     db_connect_timeout: float = Field(5.0, gt=0)
     db_sslmode: SSLMode | None = None
     db_application_name: str = "exportsathi_db"

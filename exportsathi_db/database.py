@@ -1,43 +1,37 @@
-"""The async engine, the session factory and the unit of work; nothing is created at import."""
+"""DatabaseConnection: the engines (primary, replica) of one event loop, their session
+factories and the two units of work; nothing is created at import."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from exportsathi_db.config import Settings, get_settings, parse_database_url
+from exportsathi_db.config import Settings, get_settings
+from exportsathi_db.engine import create_engine
 from exportsathi_db.errors import ConfigurationError, translate
+from exportsathi_db.unit_of_work import unit_of_work
 
 logger = logging.getLogger("exportsathi_db")
 
 # After a failed replica checkout, reads go to the primary for this long before retrying.
 REPLICA_RETRY_SECONDS = 5
-# A pooled connection idle for longer than this is pinged (one round trip) before reuse.
-PING_AFTER_IDLE_SECONDS = 10.0
-# How often the server checks, during a statement, that the client is still connected.
-CLIENT_CHECK_INTERVAL_MS = 1000
 
 
 class DatabaseConnection:
     """An engine and session factory built on first use, from a URL or from settings.
 
-    `db_connection` is the process-wide default; build more of these for tests, other
-    databases or other event loops (an engine belongs to the loop it was first used on).
+    `db_connection` is the process-wide default; build more of these for tests or other
+    databases. An engine belongs to the event loop it was first used on: once that loop has
+    finished (a script calling `asyncio.run` twice, a notebook, a test runner), the next use
+    from a new loop builds a new engine; using one from two running loops at once is an error.
     """
 
     def __init__(
@@ -88,10 +82,24 @@ class DatabaseConnection:
         if self._loop is None:
             self._loop = loop
         elif self._loop is not loop:
-            raise ConfigurationError(
-                "this DatabaseConnection is bound to another event loop: its pooled asyncpg "
-                "connections cannot be used here. Use one per loop, or `await dispose()` first"
-            )
+            if not self._loop.is_closed():
+                raise ConfigurationError(
+                    "this DatabaseConnection is in use by another running event loop: its "
+                    "pooled asyncpg connections cannot be used here. Use one per loop"
+                )
+            self._forget_closed_loop()
+            self._loop = loop
+
+    def _forget_closed_loop(self) -> None:
+        """Drop the engines of a loop that has finished. Their connections cannot be closed
+        politely without that loop; dropping them closes their sockets (the server then
+        ends those sessions, rolling back nothing: they were idle)."""
+        for engine in (self._engine, self._replica):
+            if engine is not None:
+                engine.sync_engine.dispose(close=False)
+        self._engine = self._replica = None
+        self._session_factory, self._read_factories = None, {}
+        gc.collect()  # the sockets sit in reference cycles of the dead loop's transports
 
     @property
     def session_factory(self) -> async_sessionmaker[AsyncSession]:
@@ -103,7 +111,7 @@ class DatabaseConnection:
     @asynccontextmanager
     async def session_scope(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit on success, roll back and re-raise on error, always close."""
-        async with _unit_of_work(self.session_factory(), commit=True) as session:
+        async with unit_of_work(self.session_factory()) as session:
             yield session
 
     @asynccontextmanager
@@ -113,7 +121,7 @@ class DatabaseConnection:
 
         A replica lags the primary: read your own writes from `session_scope()` instead.
         """
-        async with _unit_of_work(await self._read_session(), commit=False) as session:
+        async with unit_of_work(await self._read_session(), commit=False) as session:
             yield session
 
     @property
@@ -144,9 +152,8 @@ class DatabaseConnection:
                 if self._replica is None:
                     raw = self._read_url or self.settings.database_read_url
                     assert raw is not None
-                    self._replica = self._create_engine(
-                        raw if isinstance(raw, (str, URL)) else raw.get_secret_value()
-                    )
+                    url = raw if isinstance(raw, (str, URL)) else raw.get_secret_value()
+                    self._replica = create_engine(url, self.settings)
                 engine = self._replica
             # BEGIN READ ONLY: the server itself refuses writes in these sessions.
             bind = engine.execution_options(postgresql_readonly=True)
@@ -165,52 +172,10 @@ class DatabaseConnection:
             else:  # that loop's connections cannot be closed from here: drop them
                 engine.sync_engine.dispose(close=False)
 
-    def _create_engine(self, raw_url: str | URL | None = None) -> AsyncEngine:
-        s = self.settings
-        if raw_url is None:  # an explicit "" is a bad URL, not "use the configured one"
-            raw_url = self._url if self._url is not None else self._configured_url()
-        url, sslmode = parse_database_url(raw_url)
-        timeouts = (s.db_statement_timeout_ms, s.db_idle_in_transaction_timeout_ms)
-        if s.db_pgbouncer and any(t is not None for t in timeouts):
-            raise ConfigurationError(
-                "DB_STATEMENT_TIMEOUT_MS / DB_IDLE_IN_TRANSACTION_TIMEOUT_MS cannot pass through "
-                "PgBouncer; set them on the database role instead "
-                "(ALTER ROLE ... SET statement_timeout = ...)"
-            )
-        server_settings = {"application_name": s.db_application_name}
-        if s.db_statement_timeout_ms is not None:
-            server_settings["statement_timeout"] = str(s.db_statement_timeout_ms)
-        if s.db_idle_in_transaction_timeout_ms is not None:
-            server_settings["idle_in_transaction_session_timeout"] = str(
-                s.db_idle_in_transaction_timeout_ms
-            )
-        connect_args: dict[str, Any] = {
-            "timeout": s.db_connect_timeout,
-            "server_settings": server_settings,
-        }
-        if sslmode or s.db_sslmode:
-            connect_args["ssl"] = sslmode or s.db_sslmode
-        if s.db_pgbouncer:
-            # Transaction pooling hands each transaction to any server connection: no statement
-            # caches, and names that never collide with another client's prepared statements.
-            connect_args["statement_cache_size"] = 0
-            connect_args["prepared_statement_cache_size"] = 0
-            connect_args["prepared_statement_name_func"] = _unique_statement_name
-        engine = create_async_engine(
-            url,
-            pool_size=s.db_pool_size,
-            max_overflow=s.db_max_overflow,
-            pool_timeout=s.db_pool_timeout,
-            pool_recycle=s.db_pool_recycle,
-            pool_pre_ping=False,  # replaced by the cheaper checkout check below
-            echo=s.db_echo,
-            connect_args=connect_args,
-        )
-        event.listen(engine.sync_engine, "checkout", _check_on_checkout)
-        event.listen(engine.sync_engine, "checkin", _note_checkin)
-        if not s.db_pgbouncer:  # a SET would leak to PgBouncer's other clients
-            event.listen(engine.sync_engine, "connect", _check_client_connection)
-        return engine
+    def _create_engine(self) -> AsyncEngine:
+        # an explicit "" is a bad URL, not "use the configured one"
+        url = self._url if self._url is not None else self._configured_url()
+        return create_engine(url, self.settings)
 
     def _configured_url(self) -> str | URL:
         s = self.settings
@@ -230,66 +195,6 @@ class DatabaseConnection:
             server.data_dir,
         )
         return server.url("exportsathi")
-
-
-@asynccontextmanager
-async def _unit_of_work(session: AsyncSession, *, commit: bool) -> AsyncIterator[AsyncSession]:
-    """Commit (or, read-only, just end) on success; roll back on any error and re-raise it as
-    this package's error; always close, returning the connection to the pool."""
-    async with session:
-        try:
-            yield session
-            if commit:
-                await session.commit()
-        except BaseException as exc:
-            await _rollback(session)
-            error = translate(exc)
-            if error is exc:
-                raise
-            raise error from exc
-
-
-async def _rollback(session: AsyncSession) -> None:
-    """Roll back, shielded so a cancelled task still leaves a clean connection behind."""
-    try:
-        await asyncio.shield(session.rollback())
-    except Exception as exc:  # a lost connection is invalidated by the pool; keep the first error
-        logger.debug("rollback failed: %s", type(exc).__name__)
-
-
-def _check_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    """Pre-ping, cheaply. SQLAlchemy's pre-ping costs three round trips per checkout (BEGIN, a
-    ping, ROLLBACK); this one costs none for a connection the server has closed (a restart or
-    `pg_terminate_backend` closes the socket, which asyncpg notices) or that was used in the
-    last PING_AFTER_IDLE_SECONDS, and one round trip after a longer idle spell, in case a
-    firewall or failover dropped it silently. A dead connection is replaced transparently.
-    """
-    if dbapi_connection.driver_connection.is_closed():
-        raise DisconnectionError("the server closed this pooled connection")
-    idle_since = record.info.get("idle_since")
-    if idle_since is not None and time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
-        try:
-            dbapi_connection.run_async(lambda conn: conn.execute(";"))
-        except Exception as exc:
-            raise DisconnectionError("the pooled connection did not answer a ping") from exc
-
-
-def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
-    record.info["idle_since"] = time.monotonic()
-
-
-def _check_client_connection(dbapi_connection: Any, _record: Any) -> None:
-    """Have the server poll the client's socket during statements (PostgreSQL 14+): when a
-    connection is dropped mid-statement (e.g. its task was cancelled again while asyncpg was
-    cancelling the statement), the server stops the statement instead of running it to its end.
-    """
-    if dbapi_connection.driver_connection.get_server_version() >= (14,):
-        sql = f"SET client_connection_check_interval = {CLIENT_CHECK_INTERVAL_MS}"
-        dbapi_connection.run_async(lambda conn: conn.execute(sql))
-
-
-def _unique_statement_name() -> str:
-    return f"__asyncpg_{uuid.uuid4()}__"
 
 
 async def check_db_connection(

@@ -1,16 +1,16 @@
-"""Count the SQL statements a block of code sends, on both paths: SQLAlchemy's execution
-(engine events) and the repositories' fast path straight on the asyncpg connection."""
+"""Count the SQL statements a block of code sends, through public hooks only: SQLAlchemy's
+`before_cursor_execute` event for what goes through SQLAlchemy, and asyncpg's query logger
+(`Connection.add_query_logger`) for what the executor sends straight to the driver."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
-import pytest
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 _IGNORED = (
     "SAVEPOINT",
@@ -20,17 +20,17 @@ _IGNORED = (
     "COMMIT",
     "ROLLBACK",
 )
-_DRIVER_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval", "fetchmany")
 
 
-@contextmanager
-def count_statements(session: AsyncSession) -> Iterator[list[str]]:
-    """Yield a list that fills with the statements `session` sends inside the block.
+@asynccontextmanager
+async def count_statements(session: AsyncSession) -> AsyncIterator[list[str]]:
+    """`async with`: a list that fills with the statements `session` sends inside the block.
 
-    Transaction and savepoint bookkeeping is left out; everything else counts.
+    `session` must be bound to a connection (as the `db_session` fixture is). Transaction
+    and savepoint bookkeeping is left out; everything else counts.
     """
-    engine = session.bind.engine if session.bind is not None else None
-    assert engine is not None
+    bind = session.bind
+    assert isinstance(bind, AsyncConnection), "count_statements needs a connection-bound session"
     seen: list[str] = []
 
     def record(statement: str) -> None:
@@ -40,20 +40,17 @@ def count_statements(session: AsyncSession) -> Iterator[list[str]]:
     def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         record(statement)
 
-    def counting(method: Any) -> Any:
-        async def wrapper(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
-            record(query)
-            return await method(self, query, *args, **kw)
+    def on_query(query: Any) -> None:
+        record(query.query)
 
-        return wrapper
-
-    target = engine.sync_engine
+    driver = bind.sync_connection.connection.driver_connection if bind.sync_connection else None
+    assert driver is not None
+    target = bind.sync_engine
     event.listen(target, "before_cursor_execute", on_execute)
-    with ExitStack() as stack:
-        patch = stack.enter_context(pytest.MonkeyPatch.context())
-        for name in _DRIVER_METHODS:
-            patch.setattr(asyncpg.Connection, name, counting(getattr(asyncpg.Connection, name)))
-        try:
-            yield seen
-        finally:
-            event.remove(target, "before_cursor_execute", on_execute)
+    driver.add_query_logger(on_query)
+    try:
+        yield seen
+    finally:
+        await asyncio.sleep(0)  # asyncpg calls query loggers with `call_soon`: let them run
+        event.remove(target, "before_cursor_execute", on_execute)
+        driver.remove_query_logger(on_query)

@@ -60,8 +60,11 @@ async def test_core_and_typed_text_binds_refuse_naive_datetimes_too(
 
     user = await make_user(db_session)
     # Raw session use surfaces it wrapped; session_scope() and repositories unwrap it.
-    with count_statements(db_session) as seen, pytest.raises(StatementError) as core:
-        await db_session.execute(update(User).where(User.id == user.id).values(last_login=NAIVE))
+    async with count_statements(db_session) as seen:
+        with pytest.raises(StatementError) as core:
+            await db_session.execute(
+                update(User).where(User.id == user.id).values(last_login=NAIVE)
+            )
     assert seen == [] and isinstance(core.value.orig, InvalidDataError)
     typed = text("UPDATE users SET last_login = :t").bindparams(
         bindparam("t", type_=AwareDateTime())
@@ -77,7 +80,7 @@ async def test_a_refused_datetime_sends_no_sql_and_changes_nothing(
     db_session: AsyncSession,
 ) -> None:
     user = await make_user(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         with pytest.raises(InvalidDataError, match="last_login"):
             user.last_login = NAIVE
         await db_session.flush()

@@ -1,45 +1,25 @@
-"""What every repository shares: the session, error translation, pages, metric counters."""
+"""What every repository shares: the session, pages and keyset cursors, id and limit checks."""
 
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exportsathi_db.errors import InvalidDataError, translate
-from exportsathi_db.models import UserMetrics, new_id
-from exportsathi_db.repositories.fastpath import driver
+from exportsathi_db.errors import InvalidDataError
 
-P = ParamSpec("P")
-R = TypeVar("R")
 T = TypeVar("T")
 
 
-def translate_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Re-raise driver errors of a repository method as this package's errors."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except Exception as exc:
-            error = translate(exc)
-            if error is exc:
-                raise
-            raise error from exc
-
-    return wrapper
-
-
 class Repository:
-    """Takes the caller's session; flushes when it must, never commits."""
+    """Takes the caller's session and runs its statements in the caller's transaction
+    (through `executor`); never commits: the unit of work does."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -83,20 +63,32 @@ def check_limit(limit: int, *, maximum: int = 1000) -> int:
     return limit
 
 
-@functools.lru_cache(maxsize=16)
-def _bump_sql(names: tuple[str, ...]) -> str:
-    """The counters' upsert, built once per set of counters: $1 id, $2 user id, $3... deltas."""
-    columns = [UserMetrics.__table__.columns[name].name for name in names]  # KeyError: no such
-    deltas = [f"${n}" for n in range(3, len(names) + 3)]
-    added = ", ".join(f"{name} = m.{name} + EXCLUDED.{name}" for name in columns)
-    return (
-        f"INSERT INTO user_metrics AS m (id, user_id, {', '.join(columns)})"
-        f" VALUES ($1, $2, {', '.join(deltas)}) ON CONFLICT (user_id) DO UPDATE SET {added}"
-    )
+# --- TEMPORARY: used by repositories not yet moved to `executor` (removed with them) ---
+import functools  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
+from typing import ParamSpec  # noqa: E402
+
+from exportsathi_db.errors import translate  # noqa: E402
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translate_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except Exception as exc:
+            error = translate(exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    return wrapper
 
 
 async def bump_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas: Any) -> None:
-    """Atomically add to a user's counters, creating their metrics row on first use."""
-    names = tuple(sorted(deltas))
-    raw = await driver(session)
-    await raw.execute(_bump_sql(names), new_id(), user_id, *(deltas[name] for name in names))
+    from exportsathi_db.repositories import metrics
+
+    await metrics.add(session, user_id, **deltas)

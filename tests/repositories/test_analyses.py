@@ -39,7 +39,7 @@ FINANCE_SQL = (
 async def test_save_finance_inserts_then_replaces_the_one_row(db_session: AsyncSession) -> None:
     user, report = await owner_and_report(db_session)
     repo = AnalysisRepository(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         first = await repo.save_finance(
             report.id,
             user_id=user.id,
@@ -53,7 +53,7 @@ async def test_save_finance_inserts_then_replaces_the_one_row(db_session: AsyncS
     await db_session.execute(
         text("UPDATE finance_analysis SET updated_at = now() - interval '1 day'")
     )
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         second = await repo.save_finance(
             report.id, user_id=user.id, working_capital_data={"days": 60}
         )
@@ -79,7 +79,7 @@ async def test_save_logistics_with_nothing_yet_known_and_get_it_back(
         report.id, user_id=user.id, lcl_fcl_comparison={"choice": "LCL"}, freight_estimate={}
     )
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         found = await repo.get_logistics(report.id, user_id=user.id)
     assert len(seen) == 1
     assert (found.id, found.lcl_fcl_comparison, found.freight_estimate) == (
@@ -136,8 +136,11 @@ async def test_save_finance_bad_input_is_rejected_before_sql(
 ) -> None:
     user, report = await owner_and_report(db_session)
     arguments: dict[str, Any] = {"working_capital_data": {"days": 90}} | values
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await AnalysisRepository(db_session).save_finance(report.id, user_id=user.id, **arguments)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await AnalysisRepository(db_session).save_finance(
+                report.id, user_id=user.id, **arguments
+            )
     assert caught.value.field == field and seen == []
     assert await rows(db_session, "SELECT id FROM finance_analysis") == []
 
@@ -146,8 +149,9 @@ async def test_save_logistics_bad_input_is_rejected_before_sql(db_session: Async
     user, report = await owner_and_report(db_session)
     repo = AnalysisRepository(db_session)
     for bad in ({"freight_estimate": ["USD", 1200]}, {"route_analysis": {"k": {1, 2}}}):
-        with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-            await repo.save_logistics(report.id, user_id=user.id, **bad)
+        async with count_statements(db_session) as seen:
+            with pytest.raises(InvalidDataError) as caught:
+                await repo.save_logistics(report.id, user_id=user.id, **bad)
         assert caught.value.field == next(iter(bad)) and seen == []
     assert await rows(db_session, "SELECT id FROM logistics_analysis") == []
 
@@ -194,7 +198,7 @@ async def test_get_metrics_zeros_before_the_first_event_then_the_row(
 ) -> None:
     user = await make_user(db_session)
     repo = AnalysisRepository(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         zeros = await repo.get_metrics(user.id)
     assert len(seen) == 1
     assert (zeros.user_id, zeros.exports_completed, zeros.reports_generated) == (user.id, 0, 0)
@@ -219,7 +223,7 @@ async def test_record_export_adds_up_atomically(db_session: AsyncSession) -> Non
     user, other = await make_user(db_session), await make_user(db_session)
     repo = AnalysisRepository(db_session)
     later = datetime(2030, 5, 1, 12, tzinfo=UTC)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         first = await repo.record_export(
             user.id, cost_savings=Decimal("1200.25"), timeline_reduction_days=5, exported_at=later
         )
@@ -311,7 +315,8 @@ async def test_record_export_bad_input_is_rejected_before_sql(
 ) -> None:
     user = await make_user(db_session)
     arguments: dict[str, Any] = {"cost_savings": Decimal(1), "timeline_reduction_days": 1} | values
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await AnalysisRepository(db_session).record_export(user.id, **arguments)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await AnalysisRepository(db_session).record_export(user.id, **arguments)
     assert caught.value.field == field and seen == []
     assert await rows(db_session, "SELECT id FROM user_metrics") == []

@@ -43,7 +43,7 @@ async def test_create_session_in_one_statement_expiring_after_the_ttl(
 ) -> None:
     user = await make_user(db_session)
     repo = ChatRepository(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         chat = await repo.create_session(user_id=user.id, context_data={"topic": "FDA"})
     assert len(seen) == 1
     assert chat.id.version == 7 and chat.report_id is None
@@ -110,8 +110,9 @@ async def test_create_session_bad_input_is_rejected_before_sql(
     db_session: AsyncSession, field: str, overrides: dict[str, Any]
 ) -> None:
     user = await make_user(db_session)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ChatRepository(db_session).create_session(user_id=user.id, **overrides)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ChatRepository(db_session).create_session(user_id=user.id, **overrides)
     assert caught.value.field == field and seen == []
     assert await session_count(db_session) == 0
 
@@ -123,7 +124,7 @@ async def test_get_session_hides_other_users_and_expired_sessions(
     stranger = await make_user(db_session)
     repo = ChatRepository(db_session)
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         found = await repo.get_session(chat.id, user_id=user.id)
     assert len(seen) == 1
     assert (found.id, found.user_id) == (chat.id, user.id)
@@ -167,7 +168,7 @@ async def test_list_sessions_most_recent_activity_first_without_expired_or_forei
             {"a": age, "i": chat.id},
         )
     await expire(db_session, chats[1].id)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         listed = await repo.list_sessions(user.id, limit=20)
     assert len(seen) == 1
     assert [c.id for c in listed] == [chats[0].id, chats[2].id, chats[3].id]
@@ -191,7 +192,7 @@ async def test_purge_expired_deletes_expired_sessions_and_their_messages(
     await repo.add_message(old.id, user_id=user.id, role="user", content="Is REACH needed?")
     assert await repo.purge_expired() == 0
     await expire(db_session, old.id)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         assert await repo.purge_expired() == 1
     assert len(seen) == 1
     remaining = await db_session.execute(text("SELECT id FROM chat_sessions ORDER BY id"))
@@ -205,8 +206,9 @@ async def test_purge_expired_deletes_expired_sessions_and_their_messages(
 async def test_purge_expired_rejects_a_naive_now_before_sql(db_session: AsyncSession) -> None:
     _, chat = await new_chat(db_session)
     await expire(db_session, chat.id)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ChatRepository(db_session).purge_expired(now=datetime(2099, 1, 1))
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ChatRepository(db_session).purge_expired(now=datetime(2099, 1, 1))
     assert caught.value.field == "now" and seen == []
     assert await session_count(db_session) == 1
 
@@ -223,7 +225,7 @@ async def test_delete_session_deletes_its_messages_only_for_the_owner(
         with pytest.raises(NotFoundError):
             await repo.delete_session(chat_id, user_id=user_id)
     assert await session_count(db_session) == 2
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         await repo.delete_session(chat.id, user_id=user.id)
     assert len(seen) == 1
     assert await scalar(db_session, "SELECT count(*) FROM chat_messages") == 0

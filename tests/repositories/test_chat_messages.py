@@ -53,7 +53,7 @@ async def test_add_message_moves_last_activity_and_slides_the_window(
         ),
         {"i": chat.id},
     )
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         message = await repo.add_message(
             chat.id, user_id=user.id, role="user", content="HS code for turmeric?"
         )
@@ -105,8 +105,9 @@ async def test_add_message_bad_input_is_rejected_before_sql(
     user, chat = await new_chat(db_session)
     before = await activity(db_session, chat.id)
     arguments = {"role": "user", "content": "Hi"} | values
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ChatRepository(db_session).add_message(chat.id, user_id=user.id, **arguments)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ChatRepository(db_session).add_message(chat.id, user_id=user.id, **arguments)
     assert caught.value.field == field and seen == []
     assert await message_count(db_session) == 0
     assert await activity(db_session, chat.id) == before
@@ -147,7 +148,7 @@ async def test_add_messages_is_one_statement_whatever_the_count_and_keeps_order(
     user, chat = await new_chat(db_session)
     repo = ChatRepository(db_session)
     batch = conversation(count)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         added = await repo.add_messages(chat.id, user_id=user.id, messages=batch)
     assert len(seen) == 1
     assert len(added) == count and all(isinstance(i, uuid.UUID) for i in added)
@@ -170,7 +171,7 @@ async def test_add_messages_empty_batch_checks_the_session_and_writes_nothing(
 ) -> None:
     user, chat = await new_chat(db_session)
     before = await activity(db_session, chat.id)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         added = await ChatRepository(db_session).add_messages(chat.id, user_id=user.id, messages=[])
     assert added == []
     assert len(seen) == 1
@@ -194,8 +195,11 @@ async def test_add_messages_validates_every_message_before_sql(
     db_session: AsyncSession, field: str, messages: Any
 ) -> None:
     user, chat = await new_chat(db_session)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ChatRepository(db_session).add_messages(chat.id, user_id=user.id, messages=messages)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ChatRepository(db_session).add_messages(
+                chat.id, user_id=user.id, messages=messages
+            )
     assert caught.value.field == field and seen == []
     assert await message_count(db_session) == 0
 
@@ -208,10 +212,10 @@ async def test_history_pages_back_from_the_latest_oldest_first(db_session: Async
     await repo.add_message(other.id, user_id=user.id, role="user", content="elsewhere")
     await repo.add_message(chat.id, user_id=user.id, role="assistant", content="latest")
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         page = await repo.history(chat.id, user_id=user.id, limit=3)
     assert [m.content for m in page] == ["message 5", "message 6", "latest"]
-    with count_statements(db_session) as seen_before:
+    async with count_statements(db_session) as seen_before:
         older = await repo.history(chat.id, user_id=user.id, limit=3, before=page[0].id)
     assert len(seen) == len(seen_before) == 1
     assert [m.id for m in older] == added[2:5]
@@ -251,7 +255,7 @@ async def test_history_is_served_by_the_session_history_index(db_session: AsyncS
         await repo.add_messages(chat_id, user_id=user.id, messages=conversation(1000))
     await db_session.execute(text("ANALYZE chat_messages"))
     latest = await repo.history(chat.id, user_id=user.id, limit=10)
-    with count_statements(db_session) as sent:
+    async with count_statements(db_session) as sent:
         await repo.history(chat.id, user_id=user.id, limit=10, before=latest[0].id)
     [statement] = sent
     raw = await driver(db_session)  # the statement goes straight to asyncpg: explain it there

@@ -21,7 +21,7 @@ async def test_create_copies_the_profile_and_counts_the_report_in_one_statement(
 ) -> None:
     user = await make_user(db_session, business_type="SaaS", company_size="Micro")
     repo = ReportRepository(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         report = await new_report(repo, user, hs_code="1006.30", risk_score=40)
     assert len(seen) == 1
     assert report.id.version == 7 and report.status == "completed"
@@ -65,10 +65,11 @@ async def test_create_for_a_missing_user_writes_nothing_and_keeps_the_transactio
 ) -> None:
     repo = ReportRepository(db_session)
     before = [await count_rows(db_session, table) for table in ("reports", "user_metrics")]
-    with count_statements(db_session) as seen, pytest.raises(NotFoundError):
-        await repo.create(
-            user_id=uuid.uuid4(), product_name="Tea", destination_country="UK", report_data={}
-        )
+    async with count_statements(db_session) as seen:
+        with pytest.raises(NotFoundError):
+            await repo.create(
+                user_id=uuid.uuid4(), product_name="Tea", destination_country="UK", report_data={}
+            )
     assert len(seen) == 1
     assert [await count_rows(db_session, table) for table in ("reports", "user_metrics")] == before
 
@@ -103,8 +104,9 @@ async def test_create_rejects_bad_input_before_any_sql(
         "destination_country": "UK",
         "report_data": {},
     } | {field: value}
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ReportRepository(db_session).create(**fields)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ReportRepository(db_session).create(**fields)
     assert caught.value.field == field
     assert seen == []
     assert await count_rows(db_session, "reports", user_id=user.id) == 0
@@ -116,7 +118,7 @@ async def test_get_and_get_or_none_see_only_the_owners_report(db_session: AsyncS
     report = await make_report(db_session, owner)
     repo = ReportRepository(db_session)
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         found = await repo.get(report.id, user_id=owner.id)
     assert len(seen) == 1 and found.id == report.id and found.product_name == report.product_name
     assert await repo.get_or_none(report.id, user_id=other.id) is None
@@ -138,7 +140,7 @@ async def test_get_full_loads_every_child_in_one_statement_whatever_their_number
     report = await new_report(repo, user)
     await add_children(repo, report, children)
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         full = await repo.get_full(report.id, user_id=user.id)
     assert len(seen) == 1
     db_session.expunge(full)  # what it promised is loaded: usable without the session
@@ -171,8 +173,9 @@ async def test_get_full_of_another_users_report_is_not_found_in_one_statement(
     owner, other = await make_user(db_session), await make_user(db_session)
     report = await make_report(db_session, owner)
     repo = ReportRepository(db_session)
-    with count_statements(db_session) as seen, pytest.raises(NotFoundError):
-        await repo.get_full(report.id, user_id=other.id)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(NotFoundError):
+            await repo.get_full(report.id, user_id=other.id)
     assert len(seen) == 1
     with pytest.raises(NotFoundError):
         await repo.get_full(uuid.uuid4(), user_id=owner.id)
@@ -182,7 +185,7 @@ async def test_update_changes_the_fields_in_one_statement(db_session: AsyncSessi
     user = await make_user(db_session)
     repo = ReportRepository(db_session)
     report = await new_report(repo, user, status="processing")
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         updated = await repo.update(
             report.id,
             user_id=user.id,
@@ -226,8 +229,9 @@ async def test_update_rejects_bad_fields_and_changes_nothing(
     user = await make_user(db_session)
     report = await make_report(db_session, user)
     before = await row(db_session, "reports", report.id)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ReportRepository(db_session).update(report.id, user_id=user.id, **fields)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ReportRepository(db_session).update(report.id, user_id=user.id, **fields)
     assert caught.value.field == named and seen == []
     assert await row(db_session, "reports", report.id) == before
 
@@ -268,7 +272,7 @@ async def test_reads_keep_unflushed_changes_and_fill_expired_columns(
     await db_session.flush()
     assert (await row(db_session, "reports", report.id))["status"] == "failed"
     db_session.expire(report, ["hs_code"])
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         assert await repo.get(report.id, user_id=user.id) is report
     assert len(seen) == 1 and report.__dict__["hs_code"] == "0910.30"
 

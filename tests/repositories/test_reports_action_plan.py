@@ -54,7 +54,7 @@ async def test_save_action_plan_is_one_statement_whatever_its_size(
     user = await make_user(db_session)
     report = await make_report(db_session, user)
     tasks = _plan(size)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         saved = await ReportRepository(db_session).save_action_plan(
             report.id, user_id=user.id, tasks=tasks
         )
@@ -96,7 +96,7 @@ async def test_saving_again_updates_by_task_id_and_keeps_progress_unless_given(
         {"task_id": "rcmc", "day_number": 3, "task_title": "RCMC", "completed": True},
         {"task_id": "new", "day_number": 7, "task_title": "Book freight", "task_category": "x"},
     ]
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         saved = await repo.save_action_plan(report.id, user_id=user.id, tasks=again)
     assert len(seen) == 1 and [t.task_id for t in saved] == ["iec", "gst", "fda", "rcmc", "new"]
     now = (await db_session.execute(text("SELECT now()"))).scalar_one()
@@ -150,8 +150,11 @@ async def test_save_action_plan_checks_every_task_before_any_sql(
 ) -> None:
     user = await make_user(db_session)
     report = await make_report(db_session, user)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ReportRepository(db_session).save_action_plan(report.id, user_id=user.id, tasks=tasks)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ReportRepository(db_session).save_action_plan(
+                report.id, user_id=user.id, tasks=tasks
+            )
     assert caught.value.field == field and words in str(caught.value)
     assert seen == []
     assert await _stored(db_session, report) == {}
@@ -167,8 +170,9 @@ async def test_saving_to_another_users_report_is_not_found_and_writes_nothing(
     before = await _stored(db_session, report)
     changed = [{"task_id": "task-0", "day_number": 7, "task_title": "Hijacked"}]
     for tasks in (changed, []):
-        with count_statements(db_session) as seen, pytest.raises(NotFoundError):
-            await repo.save_action_plan(report.id, user_id=other.id, tasks=tasks)
+        async with count_statements(db_session) as seen:
+            with pytest.raises(NotFoundError):
+                await repo.save_action_plan(report.id, user_id=other.id, tasks=tasks)
         assert len(seen) == 1
     with pytest.raises(NotFoundError):
         await repo.save_action_plan(uuid.uuid4(), user_id=owner.id, tasks=changed)
@@ -191,7 +195,7 @@ async def test_complete_task_stamps_once_and_uncompleting_clears(db_session: Asy
     repo = ReportRepository(db_session)
     await repo.save_action_plan(report.id, user_id=user.id, tasks=_plan(2))
     now = (await db_session.execute(text("SELECT now()"))).scalar_one()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         task = await repo.complete_task(report.id, "task-0", user_id=user.id)
     assert len(seen) == 1 and (task.completed, task.completed_at) == (True, now)
     await db_session.execute(
@@ -218,8 +222,9 @@ async def test_complete_task_of_another_user_or_a_missing_task_is_not_found(
         await repo.complete_task(report.id, "nope", user_id=owner.id)
     with pytest.raises(NotFoundError):
         await repo.complete_task(uuid.uuid4(), "task-0", user_id=owner.id)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError):
-        await repo.complete_task(report.id, "task-0", user_id=owner.id, completed=None)  # type: ignore[arg-type]
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError):
+            await repo.complete_task(report.id, "task-0", user_id=owner.id, completed=None)  # type: ignore[arg-type]
     assert seen == []
     assert (await _stored(db_session, report))["task-0"][4:] == (False, None)
 
@@ -232,7 +237,7 @@ async def test_get_action_plan_groups_by_day_with_progress(db_session: AsyncSess
     for task_id in ("task-0", "task-7", "task-3"):
         await repo.complete_task(report.id, task_id, user_id=user.id)
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         plan = await repo.get_action_plan(report.id, user_id=user.id)
     assert len(seen) == 1
     assert (plan.report_id, plan.completed, plan.total) == (report.id, 3, 10)

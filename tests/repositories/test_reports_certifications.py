@@ -35,7 +35,7 @@ async def test_add_certification_starts_not_started_in_one_statement(
     user = await make_user(db_session)
     report = await make_report(db_session, user)
     repo = ReportRepository(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         certification = await _add(repo, report, notes="ask the CHA")
     assert len(seen) == 1
     stored = await row(db_session, "certification_progress", certification.id)
@@ -55,7 +55,7 @@ async def test_adding_a_completed_certification_stamps_and_counts_it(
     user = await make_user(db_session)
     report = await make_report(db_session, user)
     repo = ReportRepository(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         done = await _add(repo, report, status="completed", documents_completed=["invoice"])
     assert len(seen) == 2
     started = await _add(repo, report, certification_id="CE", status="in_progress")
@@ -83,8 +83,9 @@ async def test_add_certification_rejects_bad_input_before_sql(
 ) -> None:
     user = await make_user(db_session)
     report = await make_report(db_session, user)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await _add(ReportRepository(db_session), report, **{field: value})
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await _add(ReportRepository(db_session), report, **{field: value})
     assert caught.value.field == field and seen == []
     assert await count_rows(db_session, "certification_progress", user_id=user.id) == 0
 
@@ -126,7 +127,7 @@ async def test_list_certifications_in_the_order_added(db_session: AsyncSession) 
     for name in ("FDA", "FSSAI", "APEDA"):
         await _add(repo, report, certification_id=name)
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         listed = await repo.list_certifications(report.id, user_id=user.id)
     assert len(seen) == 1
     assert [c.certification_id for c in listed] == ["FDA", "FSSAI", "APEDA"]
@@ -194,7 +195,7 @@ async def test_status_changes_stamp_dates_and_keep_the_counter_true(
         completed_at=LONG_AGO if had_end else None,
     )
     before = (await metrics(db_session, user.id) or (0, 0, 0))[1]
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         updated = await repo.update_certification(certification.id, user_id=user.id, status=new)
     assert len(seen) == (1 if change == 0 else 2)
     stored = await row(db_session, "certification_progress", certification.id)
@@ -224,7 +225,7 @@ async def test_notes_and_documents_change_without_touching_status_or_dates(
     repo = ReportRepository(db_session)
     certification = await _add(repo, report, status="completed", notes="old")
     await _set_dates(db_session, certification.id, started_at=LONG_AGO, completed_at=LONG_AGO)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         await repo.update_certification(
             certification.id, user_id=user.id, documents_completed=["coo", "invoice"]
         )
@@ -271,10 +272,11 @@ async def test_update_certification_rejects_bad_input_and_changes_nothing(
     report = await make_report(db_session, user)
     certification = await _add(ReportRepository(db_session), report, status="completed")
     before = await row(db_session, "certification_progress", certification.id)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ReportRepository(db_session).update_certification(
-            certification.id, user_id=user.id, **fields
-        )
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ReportRepository(db_session).update_certification(
+                certification.id, user_id=user.id, **fields
+            )
     assert caught.value.field == field and seen == []
     assert await row(db_session, "certification_progress", certification.id) == before
     assert await metrics(db_session, user.id) == (0, 1, 0)

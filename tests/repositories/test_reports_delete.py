@@ -47,7 +47,7 @@ async def test_delete_cascades_to_everything_and_uncounts_it(db_session: AsyncSe
     await _hang_everything_on(db_session, doomed)
     await repo.get_full(doomed.id, user_id=user.id)  # loaded children leave the session too
     assert await metrics(db_session, user.id) == (2, 2, 6)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         await repo.delete(doomed.id, user_id=user.id)
     assert len(seen) == 2
     held = {"certification_progress": 3, "generated_documents": 3, "action_plan_progress": 6}
@@ -75,8 +75,9 @@ async def test_delete_of_another_users_or_a_missing_report_deletes_nothing(
     repo = ReportRepository(db_session)
     report = await new_report(repo, owner)
     await add_children(repo, report, 2)
-    with count_statements(db_session) as seen, pytest.raises(NotFoundError):
-        await repo.delete(report.id, user_id=other.id)
+    async with count_statements(db_session) as seen:
+        with pytest.raises(NotFoundError):
+            await repo.delete(report.id, user_id=other.id)
     assert len(seen) == 1
     with pytest.raises(NotFoundError):
         await repo.delete(uuid.uuid4(), user_id=owner.id)

@@ -23,7 +23,7 @@ async def test_add_document_stores_it_and_counts_it_in_two_statements(
     user = await make_user(db_session)
     report = await make_report(db_session, user)
     repo = ReportRepository(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         document = await repo.add_document(
             report.id,
             user_id=user.id,
@@ -66,10 +66,11 @@ async def test_add_document_rejects_bad_input_before_sql(
     user = await make_user(db_session)
     report = await make_report(db_session, user)
     fields: dict[str, Any] = {"document_type": "packing_list", "document_data": {}}
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await ReportRepository(db_session).add_document(
-            report.id, user_id=user.id, **(fields | {field: value})
-        )
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await ReportRepository(db_session).add_document(
+                report.id, user_id=user.id, **(fields | {field: value})
+            )
     assert caught.value.field == field and seen == []
     assert await count_rows(db_session, "generated_documents", user_id=user.id) == 0
     assert await metrics(db_session, user.id) is None
@@ -81,8 +82,11 @@ async def test_add_document_to_another_users_report_writes_nothing(
     owner, other = await make_user(db_session), await make_user(db_session)
     report = await make_report(db_session, owner)
     repo = ReportRepository(db_session)
-    with count_statements(db_session) as seen, pytest.raises(NotFoundError):
-        await repo.add_document(report.id, user_id=other.id, document_type="x", document_data={})
+    async with count_statements(db_session) as seen:
+        with pytest.raises(NotFoundError):
+            await repo.add_document(
+                report.id, user_id=other.id, document_type="x", document_data={}
+            )
     assert len(seen) == 1
     with pytest.raises(NotFoundError):
         await repo.add_document(uuid.uuid4(), user_id=owner.id, document_type="x", document_data={})
@@ -105,7 +109,7 @@ async def test_list_documents_oldest_first_optionally_of_one_type(
             report.id, user_id=user.id, document_type=kind, document_data={"n": number}
         )
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         listed = await repo.list_documents(report.id, user_id=user.id)
     assert len(seen) == 1
     assert [(d.document_type, d.document_data["n"]) for d in listed] == [

@@ -41,7 +41,7 @@ async def test_pages_through_25_reports_newest_first_with_no_duplicates_or_misse
     await make_report(db_session, other)
     repo = ReportRepository(db_session)
     db_session.expunge_all()
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         pages = await _all_pages(repo, user.id, limit=10)
     assert len(seen) == 3  # one statement per page
     assert [len(page) for page in pages] == [10, 10, 5]
@@ -115,8 +115,9 @@ async def test_bad_arguments_are_rejected_before_sql(
 ) -> None:
     user = await make_user(db_session)
     repo = ReportRepository(db_session)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await repo.list_for_user(user.id, **arguments)  # type: ignore[arg-type]
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await repo.list_for_user(user.id, **arguments)  # type: ignore[arg-type]
     assert caught.value.field == field and seen == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exportsathi_db.errors import AlreadyExistsError, InvalidDataError, NotFoundError
 from exportsathi_db.models import User
 from exportsathi_db.repositories import UserRepository
+from exportsathi_db.views import UserView
 from tests.factories import PASSWORD_HASH, make_report, make_user, unique
 from tests.statements import count_statements
 
@@ -31,7 +33,7 @@ def _new_user(**overrides: object) -> dict[str, object]:
 
 async def test_create_returns_a_loaded_user_in_one_statement(db_session: AsyncSession) -> None:
     repo = UserRepository(db_session)
-    with count_statements(db_session) as seen:
+    async with count_statements(db_session) as seen:
         user = await repo.create(**_new_user(company_name="Surat Textiles", monthly_volume=120))
     assert len(seen) == 1
     assert user.id.version == 7
@@ -76,8 +78,9 @@ async def test_bad_input_is_rejected_before_sql_and_nothing_is_written(
     db_session: AsyncSession, field: str, value: object
 ) -> None:
     repo = UserRepository(db_session)
-    with count_statements(db_session) as seen, pytest.raises(InvalidDataError) as caught:
-        await repo.create(**_new_user(**{field: value}))
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await repo.create(**_new_user(**{field: value}))
     assert caught.value.field == field
     assert seen == []
     assert await _user_count(db_session) == 0
@@ -189,40 +192,33 @@ async def test_returned_user_is_usable_after_the_session_closes(db: object) -> N
         await UserRepository(session).delete(user.id)
 
 
-async def test_get_answers_from_the_session_else_in_one_statement(
+async def test_get_is_one_statement_and_returns_a_frozen_read_model(
     db_session: AsyncSession,
 ) -> None:
     user = await make_user(db_session, company_name="Kerala Coir")
     repo = UserRepository(db_session)
-    with count_statements(db_session) as seen:
-        assert await repo.get(user.id) is user  # in the session: no SQL, as session.get
-    assert seen == []
-    db_session.expunge_all()
-    with count_statements(db_session) as seen:
-        fresh = await repo.get(user.id)
-    assert len(seen) == 1 and fresh is not user and fresh.company_name == "Kerala Coir"
-    assert await repo.get(user.id) is fresh
+    async with count_statements(db_session) as seen:
+        found = await repo.get(user.id)
+    assert len(seen) == 1
+    assert isinstance(found, UserView) and found.company_name == "Kerala Coir"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found.company_name = "changed"  # type: ignore[misc]
+    assert "password_hash" not in repr(found) and PASSWORD_HASH not in repr(found)
+    assert list(db_session.identity_map.values()) == [user]  # nothing of the repository's
     with pytest.raises(InvalidDataError, match="user_id"):
         await repo.get_or_none("not-a-uuid")  # type: ignore[arg-type]
 
 
-async def test_get_reloads_an_expired_user_and_forgets_a_deleted_one(
-    db_session: AsyncSession,
-) -> None:
+async def test_get_reads_what_the_database_holds_now(db_session: AsyncSession) -> None:
     user = await make_user(db_session)
-    user_id, repo = user.id, UserRepository(db_session)
+    repo = UserRepository(db_session)
     rename = text("UPDATE users SET company_name = 'Renamed' WHERE id = :i")
-    await db_session.execute(rename, {"i": user_id})
-    db_session.expire(user)
-    with count_statements(db_session) as seen:
-        assert await repo.get(user_id) is user
-    assert len(seen) == 1 and user.company_name == "Renamed"
-    await db_session.execute(text("DELETE FROM users WHERE id = :i"), {"i": user_id})
-    db_session.expire(user)
-    assert await repo.get_or_none(user_id) is None
-    assert user not in db_session
+    await db_session.execute(rename, {"i": user.id})
+    assert (await repo.get(user.id)).company_name == "Renamed"
+    await db_session.execute(text("DELETE FROM users WHERE id = :i"), {"i": user.id})
+    assert await repo.get_or_none(user.id) is None
     with pytest.raises(NotFoundError):
-        await repo.get(user_id)
+        await repo.get(user.id)
 
 
 async def test_create_flushes_pending_changes_first(db_session: AsyncSession) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.config import parse_database_url
 from exportsathi_db.database import DatabaseConnection
-from exportsathi_db.dependencies import get_db
+from exportsathi_db.dependencies import get_db, get_read_db
 from exportsathi_db.migrations import init_db
 
 
@@ -170,7 +170,9 @@ async def empty_database(
 
 @contextlib.contextmanager
 def override_get_db(app: FastAPI, session: AsyncSession) -> Iterator[None]:
-    """Make `app`'s `get_db` yield `session` (e.g. `db_session`) inside the `with` block.
+    """Make every session dependency of this package (`get_db` behind `DbSession`,
+    `get_read_db` behind `ReadDbSession`) yield `session` (e.g. `db_session`) inside the
+    `with` block, so a test reads its own writes whichever dependency a route uses.
 
     The session keeps the unit-of-work contract: committed when the handler returns
     (a savepoint, with `db_session`), rolled back when it raises.
@@ -184,8 +186,11 @@ def override_get_db(app: FastAPI, session: AsyncSession) -> Iterator[None]:
             await session.rollback()
             raise
 
-    app.dependency_overrides[get_db] = _test_session
+    dependencies = (get_db, get_read_db)
+    for dependency in dependencies:
+        app.dependency_overrides[dependency] = _test_session
     try:
         yield
     finally:
-        app.dependency_overrides.pop(get_db, None)
+        for dependency in dependencies:
+            app.dependency_overrides.pop(dependency, None)

@@ -95,3 +95,38 @@ async def test_the_overridden_session_is_invisible_outside_the_test(
             assert (await http.post(f"/users/{email}")).status_code == 201
     assert await _users(db_session, email) == 1
     assert await committed(db, email) == 0  # another connection: nothing was really committed
+
+
+async def test_override_covers_read_sessions_so_a_test_reads_its_own_writes(
+    db_session: AsyncSession,
+) -> None:
+    """The example app writes with `DbSession` and reads with `ReadDbSession`: with one
+    override both use the test's session (before, the read went to another database: 404)."""
+    from examples.app import app as example_app
+
+    with override_get_db(example_app, db_session):
+        async with client(example_app) as http:
+            user = await http.post(
+                "/users",
+                json={
+                    "email": f"{unique('override')}@example.in",
+                    "password_hash": "$2b$12$" + "a" * 53,
+                    "business_type": "Merchant",
+                    "company_size": "Micro",
+                },
+            )
+            assert user.status_code == 201, user.text
+            user_id = user.json()["id"]
+            report = await http.post(
+                f"/users/{user_id}/reports",
+                json={
+                    "product_name": "Darjeeling tea",
+                    "destination_country": "Japan",
+                    "report_data": {"score": 80},
+                },
+            )
+            assert report.status_code == 201, report.text
+            page = await http.get(f"/users/{user_id}/reports/{report.json()['id']}")
+    assert page.status_code == 200, page.text
+    assert page.json()["product_name"] == "Darjeeling tea"
+    assert example_app.dependency_overrides == {}

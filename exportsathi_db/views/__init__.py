@@ -1,6 +1,24 @@
 """Read models: what the repositories return. Frozen, typed, built straight from rows, and
 usable as FastAPI response models; the ORM models in `exportsathi_db.models` stay the schema."""
 
+from exportsathi_db.views.reports import (
+    ActionPlan,
+    CertificationView,
+    DocumentView,
+    FullReportView,
+    PlanDay,
+    PlanTaskView,
+    ReportView,
+)
 from exportsathi_db.views.users import UserView
 
-__all__ = ["UserView"]
+__all__ = [
+    "ActionPlan",
+    "CertificationView",
+    "DocumentView",
+    "FullReportView",
+    "PlanDay",
+    "PlanTaskView",
+    "ReportView",
+    "UserView",
+]

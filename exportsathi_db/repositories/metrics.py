@@ -78,8 +78,59 @@ async def subtract(session: AsyncSession, user_id: uuid.UUID, **deltas: Any) -> 
 # A CTE step counting one new report for the owner of the rows of CTE `new` (used by the
 # report INSERT so the report and its count are one statement); $n is a new metrics row id.
 def count_new_report_cte(id_param: str) -> str:
-    return f"""counted AS (
-        INSERT INTO user_metrics AS m (id, user_id, reports_generated)
-        SELECT {id_param}::uuid, new.user_id, 1 FROM new
-        ON CONFLICT (user_id) DO UPDATE SET reports_generated = m.reports_generated + 1
+    return add_cte("counted", "reports_generated", rows="new", id_param=id_param)
+
+
+# --- Counter steps inside other statements: a row and its count change in one statement ---
+
+
+def add_cte(name: str, counter: str, *, rows: str, id_param: str, where: str = "true") -> str:
+    """A CTE step `name` adding to `counter` the number of rows of CTE `rows` matching
+    `where`, for their owner (`user_id`), creating the metrics row on first use.
+
+    `id_param` is the `$n` of a new metrics row id, so `rows` must belong to one user.
+    """
+    _names({counter: 1})
+    return f"""{name} AS (
+        INSERT INTO user_metrics AS m (id, user_id, {counter})
+        SELECT {id_param}::uuid, user_id, count(*) FROM {rows} WHERE {where} GROUP BY user_id
+        ON CONFLICT (user_id) DO UPDATE SET {counter} = m.{counter} + EXCLUDED.{counter}
     )"""
+
+
+def subtract_cte(name: str, counter: str, *, rows: str, where: str = "true") -> str:
+    """A CTE step `name` taking off `counter` the number of rows of CTE `rows` matching
+    `where`, for their owner (`user_id`); clamped at zero, never creating the metrics row."""
+    _names({counter: 1})
+    return f"""{name} AS (
+        UPDATE user_metrics AS m SET {counter} = greatest(m.{counter} - d.n, 0)
+        FROM (SELECT user_id, count(*) AS n FROM {rows} WHERE {where} GROUP BY user_id) AS d
+        WHERE m.user_id = d.user_id
+    )"""
+
+
+# Delete report $1 of user $2 (its children go by cascade) and take what it held off the
+# owner's counters. Run it with the report row already locked by an earlier statement of the
+# transaction (`SELECT … FOR UPDATE`): no child can then be added, and this statement's
+# snapshot, taken after the lock, sees every child; the certifications are locked here so
+# their latest status is the one uncounted.
+DELETE_REPORT_AND_UNCOUNT = """
+WITH certs AS (
+    SELECT status FROM certification_progress WHERE report_id = $1 FOR UPDATE
+), gone AS (
+    DELETE FROM reports WHERE id = $1 AND user_id = $2 RETURNING id
+)
+UPDATE user_metrics SET
+    reports_generated = greatest(reports_generated - (SELECT count(*) FROM gone), 0),
+    documents_generated = greatest(documents_generated - (
+        SELECT count(*) FROM generated_documents WHERE report_id = $1), 0),
+    certifications_completed = greatest(certifications_completed - (
+        SELECT count(*) FROM certs WHERE status = 'completed'), 0)
+WHERE user_id = $2 AND EXISTS (SELECT FROM gone)"""
+
+
+async def delete_report_and_uncount(
+    session: AsyncSession, report_id: uuid.UUID, user_id: uuid.UUID
+) -> None:
+    """Run `DELETE_REPORT_AND_UNCOUNT` (the report must be locked already)."""
+    await executor.execute(session, DELETE_REPORT_AND_UNCOUNT, report_id, user_id)

@@ -1,124 +1,66 @@
-"""A report's 7-day action plan: saved whole in one round trip, read grouped by day."""
+"""A report's 7-day action plan: a collaborator of ReportRepository (which exposes it as
+`save_action_plan`, `complete_task` and `get_action_plan`). Saved whole in one statement,
+read grouped by day."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
-
-from sqlalchemy import Boolean, Integer, String, Text, bindparam, case, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
-from sqlalchemy.sql.dml import ReturningUpdate
 
 from exportsathi_db.errors import InvalidDataError, NotFoundError
 from exportsathi_db.models import ActionPlanProgress, new_id
 from exportsathi_db.models.base import validated
-from exportsathi_db.repositories.base import Repository, translate_errors
-from exportsathi_db.repositories.report_common import OWNED_REPORT, owner
+from exportsathi_db.repositories import executor
+from exportsathi_db.repositories.base import Repository
+from exportsathi_db.repositories.report_common import OWNED_REPORT, owned, report_missing
+from exportsathi_db.views.base import column_list
+from exportsathi_db.views.reports import ActionPlan, PlanDay, PlanTaskView
 
-Task = ActionPlanProgress
 REQUIRED = ("task_id", "day_number", "task_title")
 OPTIONAL = ("task_description", "task_category", "completed")
-_COLUMNS = ", ".join(Task.__table__.columns.keys())
+_TASK = column_list(PlanTaskView)
 
-# One row per task from parallel arrays, joined with the report only if the user owns it.
-# Re-saving a task replaces its definition; its progress changes only when `completed` is
-# given (NULL in the array = not given: new tasks start open, existing ones keep theirs);
-# a re-saved task finds its own flag with array_position, a linear scan fine at plan sizes.
-_UPSERT = text(
-    f"""
-    INSERT INTO action_plan_progress AS p (id, user_id, report_id, task_id, day_number,
-        task_title, task_description, task_category, completed, completed_at)
-    SELECT t.id, r.user_id, r.id, t.task_id, t.day_number, t.task_title, t.task_description,
-        t.task_category, coalesce(t.completed, false), CASE WHEN t.completed THEN now() END
-    FROM reports r CROSS JOIN unnest(:ids, :task_ids, :day_numbers, :titles, :descriptions,
-        :categories, :completed) AS t(id, task_id, day_number, task_title, task_description,
-        task_category, completed)
-    WHERE r.id = :scope_report_id AND r.user_id = :scope_user_id
-    ON CONFLICT (report_id, task_id) DO UPDATE SET
-        day_number = EXCLUDED.day_number,
-        task_title = EXCLUDED.task_title,
-        task_description = EXCLUDED.task_description,
-        task_category = EXCLUDED.task_category,
-        completed = coalesce(
-            (:completed)[array_position(:task_ids, EXCLUDED.task_id)], p.completed),
-        completed_at = CASE (:completed)[array_position(:task_ids, EXCLUDED.task_id)]
-            WHEN true THEN CASE WHEN p.completed THEN p.completed_at ELSE now() END
-            WHEN false THEN NULL
-            ELSE p.completed_at END
-    RETURNING {_COLUMNS}
-    """
-).bindparams(
-    bindparam("ids", type_=ARRAY(UUID(as_uuid=True))),
-    bindparam("task_ids", type_=ARRAY(String)),
-    bindparam("day_numbers", type_=ARRAY(Integer)),
-    bindparam("titles", type_=ARRAY(String)),
-    bindparam("descriptions", type_=ARRAY(Text)),
-    bindparam("categories", type_=ARRAY(String)),
-    bindparam("completed", type_=ARRAY(Boolean)),
-    bindparam("scope_report_id", type_=UUID(as_uuid=True)),
-    bindparam("scope_user_id", type_=UUID(as_uuid=True)),
-)
-
-_SAVE = (
-    select(Task)
-    .from_statement(_UPSERT.columns(*Task.__table__.columns))
-    .execution_options(populate_existing=True)
-)
+# $1 the report, $2 the user, $3… one array per task field (one element per task): one row
+# per task, joined with the report only if the user owns it. Re-saving a task replaces its
+# definition; its progress changes only when `completed` is given (NULL in the array = not
+# given: new tasks start open, existing ones keep theirs); a re-saved task finds its own flag
+# with array_position, a linear scan fine at plan sizes.
+SAVE = f"""INSERT INTO action_plan_progress AS p (id, user_id, report_id, task_id, day_number,
+    task_title, task_description, task_category, completed, completed_at)
+SELECT t.id, r.user_id, r.id, t.task_id, t.day_number, t.task_title, t.task_description,
+    t.task_category, coalesce(t.completed, false), CASE WHEN t.completed THEN now() END
+FROM reports r CROSS JOIN unnest($3::uuid[], $4::text[], $5::integer[], $6::text[],
+    $7::text[], $8::text[], $9::boolean[]) AS t(id, task_id, day_number, task_title,
+    task_description, task_category, completed)
+WHERE r.id = $1 AND r.user_id = $2
+ON CONFLICT (report_id, task_id) DO UPDATE SET
+    day_number = EXCLUDED.day_number,
+    task_title = EXCLUDED.task_title,
+    task_description = EXCLUDED.task_description,
+    task_category = EXCLUDED.task_category,
+    completed = coalesce(($9::boolean[])[array_position($4::text[], EXCLUDED.task_id)],
+        p.completed),
+    completed_at = CASE ($9::boolean[])[array_position($4::text[], EXCLUDED.task_id)]
+        WHEN true THEN CASE WHEN p.completed THEN p.completed_at ELSE now() END
+        WHEN false THEN NULL
+        ELSE p.completed_at END
+RETURNING {_TASK}"""
+# $1 the report, $2 the user, $3 the task, $4 done or not: done stamps completed_at once (a
+# repeat keeps the first time); not done clears it.
+COMPLETE_TASK = f"""UPDATE action_plan_progress SET completed = $4::boolean,
+    completed_at = CASE WHEN NOT $4::boolean THEN NULL WHEN completed THEN completed_at
+        ELSE now() END
+WHERE report_id = $1 AND user_id = $2 AND task_id = $3
+RETURNING {_TASK}"""
+# The report's tasks by day: no row = not the user's report; one all-NULL row = no plan.
+PLAN = f"""SELECT {column_list(PlanTaskView, "t")}
+FROM reports r LEFT JOIN action_plan_progress t ON t.report_id = r.id
+WHERE r.id = $1 AND r.user_id = $2 ORDER BY t.day_number, t.id"""
 
 
-def _set_completed(completed: bool) -> ReturningUpdate[ActionPlanProgress]:
-    """Done stamps completed_at once (a repeat keeps the first time); not done clears it."""
-    stamp = case((Task.completed, Task.completed_at), else_=func.now()) if completed else None
-    return (
-        update(Task)
-        .where(
-            Task.report_id == bindparam("scope_report_id"),
-            Task.task_id == bindparam("scope_task_id"),
-            Task.user_id == bindparam("scope_user_id"),
-        )
-        .values(completed=completed, completed_at=stamp)
-        .returning(Task)
-        .execution_options(populate_existing=True, synchronize_session=False)
-    )
-
-
-_COMPLETE, _REOPEN = _set_completed(True), _set_completed(False)
-
-# The owned report left-joined to its tasks: no row = not the user's; one NULL task = no plan.
-_OWNED = OWNED_REPORT.subquery()
-_PLAN = (
-    select(_OWNED.c.id, Task)
-    .select_from(_OWNED)
-    .outerjoin(Task, Task.report_id == _OWNED.c.id)
-    .order_by(Task.day_number, Task.id)
-    .execution_options(populate_existing=True)
-)
-
-
-@dataclass(frozen=True)
-class PlanDay:
-    """One day of the plan: its tasks in order, and how many of them are done."""
-
-    day_number: int
-    tasks: tuple[ActionPlanProgress, ...]
-    completed: int
-    total: int
-
-
-@dataclass(frozen=True)
-class ActionPlan:
-    """A report's plan by day (only days that have tasks); empty when nothing is planned."""
-
-    report_id: uuid.UUID
-    days: tuple[PlanDay, ...]
-    completed: int
-    total: int
-
-
-def _checked_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def checked_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every task checked before any SQL; errors name the task and the field."""
     if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Sequence):
         raise InvalidDataError("tasks", "must be a sequence of task mappings")
@@ -136,7 +78,10 @@ def _checked_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 raise InvalidDataError(f"{where}.{key}", "is required")
         values = {key: task.get(key) for key in (*REQUIRED, *OPTIONAL)}
         try:
-            validated(Task, {key: value for key, value in values.items() if value is not None})
+            validated(
+                ActionPlanProgress,
+                {key: value for key, value in values.items() if value is not None},
+            )
         except InvalidDataError as exc:
             message = str(exc).removeprefix(f"{exc.field}: ")
             raise InvalidDataError(
@@ -151,60 +96,57 @@ def _checked_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-class ActionPlanMethods(Repository):
-    """ReportRepository's action-plan methods (one base class per file keeps files small)."""
+def by_day(report_id: uuid.UUID, tasks: list[PlanTaskView]) -> ActionPlan:
+    """`tasks`, ordered by day, as the plan's days with their progress."""
+    days: list[PlanDay] = []
+    for day_number, group in groupby(tasks, lambda task: task.day_number):
+        planned = tuple(group)
+        done = sum(task.completed for task in planned)
+        days.append(PlanDay(day_number, planned, done, len(planned)))
+    return ActionPlan(report_id, tuple(days), sum(day.completed for day in days), len(tasks))
 
-    @translate_errors
-    async def save_action_plan(
+
+class ActionPlans(Repository):
+    """A report's action plan, scoped to the acting user."""
+
+    async def save(
         self, report_id: uuid.UUID, *, user_id: uuid.UUID, tasks: Sequence[Mapping[str, Any]]
-    ) -> list[ActionPlanProgress]:
+    ) -> list[PlanTaskView]:
         """Insert or update the tasks by task_id, whatever their number, in one statement.
 
         Tasks not given are kept. Returns the saved tasks in the order given.
         """
-        scope = owner(report_id, user_id)
-        rows = _checked_tasks(tasks)
+        scope = owned(report_id, user_id)
+        rows = checked_tasks(tasks)
         if not rows:
-            if (await self.session.execute(OWNED_REPORT, scope)).first() is None:
-                raise NotFoundError(f"report {report_id} not found")
+            if await executor.fetchrow(self.session, OWNED_REPORT, *scope) is None:
+                raise report_missing(report_id)
             return []
-        params = scope | {
-            "ids": [new_id() for _ in rows],
-            "task_ids": [row["task_id"] for row in rows],
-            "day_numbers": [row["day_number"] for row in rows],
-            "titles": [row["task_title"] for row in rows],
-            "descriptions": [row["task_description"] for row in rows],
-            "categories": [row["task_category"] for row in rows],
-            "completed": [row["completed"] for row in rows],
-        }
-        saved = {task.task_id: task for task in await self.session.scalars(_SAVE, params)}
+        columns = (
+            [new_id() for _ in rows],
+            *([row[name] for row in rows] for name in (*REQUIRED, *OPTIONAL)),
+        )
+        found = await executor.fetch(self.session, SAVE, *scope, *columns)
+        saved = {task.task_id: task for task in (PlanTaskView(*row) for row in found)}
         if not saved:
-            raise NotFoundError(f"report {report_id} not found")
+            raise report_missing(report_id)
         return [saved[row["task_id"]] for row in rows]
 
-    @translate_errors
     async def complete_task(
         self, report_id: uuid.UUID, task_id: str, *, user_id: uuid.UUID, completed: bool = True
-    ) -> ActionPlanProgress:
+    ) -> PlanTaskView:
         """Mark a task done (stamping `completed_at` once) or not done (clearing it)."""
-        params = owner(report_id, user_id) | {"scope_task_id": task_id}
-        validated(Task, {"task_id": task_id, "completed": completed})
-        statement = _COMPLETE if completed else _REOPEN
-        task = (await self.session.scalars(statement, params)).one_or_none()
-        if task is None:
+        scope = owned(report_id, user_id)
+        validated(ActionPlanProgress, {"task_id": task_id, "completed": completed})
+        row = await executor.fetchrow(self.session, COMPLETE_TASK, *scope, task_id, completed)
+        if row is None:
             raise NotFoundError(f"task {task_id!r} of report {report_id} not found")
-        return task
+        return PlanTaskView(*row)
 
-    @translate_errors
-    async def get_action_plan(self, report_id: uuid.UUID, *, user_id: uuid.UUID) -> ActionPlan:
+    async def get(self, report_id: uuid.UUID, *, user_id: uuid.UUID) -> ActionPlan:
         """The plan grouped by day with each day's progress (1 statement)."""
-        rows = (await self.session.execute(_PLAN, owner(report_id, user_id))).all()
+        scope = owned(report_id, user_id)
+        rows = await executor.fetch(self.session, PLAN, *scope)
         if not rows:
-            raise NotFoundError(f"report {report_id} not found")
-        planned = [task for _, task in rows if task is not None]
-        days = tuple(
-            PlanDay(day, tuple(group), sum(t.completed for t in group), len(group))
-            for day, group in ((d, list(g)) for d, g in groupby(planned, lambda t: t.day_number))
-        )
-        done = sum(day.completed for day in days)
-        return ActionPlan(report_id, days, done, len(planned))
+            raise report_missing(report_id)
+        return by_day(scope[0], [PlanTaskView(*row) for row in rows if row[0] is not None])

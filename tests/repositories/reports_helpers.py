@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.models import Report, User
 from exportsathi_db.repositories.reports import ReportRepository
+from exportsathi_db.views import ReportView
 
 TABLES = (
     "reports",
@@ -67,7 +68,7 @@ async def row(session: AsyncSession, table: str, row_id: uuid.UUID) -> dict[str,
     return dict(result.mappings().one())
 
 
-async def new_report(repo: ReportRepository, user: User, **overrides: Any) -> Report:
+async def new_report(repo: ReportRepository, user: User, **overrides: Any) -> ReportView:
     fields: dict[str, Any] = {
         "product_name": "Basmati rice",
         "destination_country": "United Arab Emirates",
@@ -76,7 +77,7 @@ async def new_report(repo: ReportRepository, user: User, **overrides: Any) -> Re
     return await repo.create(user_id=user.id, **fields)
 
 
-async def add_children(repo: ReportRepository, report: Report, many: int) -> None:
+async def add_children(repo: ReportRepository, report: Report | ReportView, many: int) -> None:
     """`many` certifications and documents and `2 * many` plan tasks on all seven days."""
     for i in range(many):
         await repo.add_certification(

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.errors import InvalidDataError, NotFoundError
+from exportsathi_db.models import Report
+from exportsathi_db.repositories import reports as reports_module
 from exportsathi_db.repositories.reports import ReportRepository
+from exportsathi_db.views import (
+    CertificationView,
+    DocumentView,
+    FullReportView,
+    PlanTaskView,
+    ReportView,
+)
 from tests.factories import make_report, make_user
 from tests.repositories.reports_helpers import add_children, count_rows, metrics, new_report, row
 from tests.statements import count_statements
@@ -117,7 +130,6 @@ async def test_get_and_get_or_none_see_only_the_owners_report(db_session: AsyncS
     owner, other = await make_user(db_session), await make_user(db_session)
     report = await make_report(db_session, owner)
     repo = ReportRepository(db_session)
-    db_session.expunge_all()
     async with count_statements(db_session) as seen:
         found = await repo.get(report.id, user_id=owner.id)
     assert len(seen) == 1 and found.id == report.id and found.product_name == report.product_name
@@ -139,32 +151,33 @@ async def test_get_full_loads_every_child_in_one_statement_whatever_their_number
     repo = ReportRepository(db_session)
     report = await new_report(repo, user)
     await add_children(repo, report, children)
-    db_session.expunge_all()
+    # asyncpg looks up the record[] type once per connection (3 statements of its own).
+    await repo.get_full(report.id, user_id=user.id)
     async with count_statements(db_session) as seen:
         full = await repo.get_full(report.id, user_id=user.id)
     assert len(seen) == 1
-    db_session.expunge(full)  # what it promised is loaded: usable without the session
     assert [c.certification_id for c in full.certifications] == [f"C{i}" for i in range(children)]
     assert [d.document_data["n"] for d in full.documents] == list(range(children))
     days = [task.day_number for task in full.action_plan]
     assert len(days) == children * 2 and days == sorted(days)
 
 
-async def test_get_full_reloads_collections_already_in_the_session(
+async def test_get_full_reads_the_children_the_database_holds_now(
     db_session: AsyncSession,
 ) -> None:
     user = await make_user(db_session)
     repo = ReportRepository(db_session)
     report = await new_report(repo, user)
-    assert (await repo.get_full(report.id, user_id=user.id)).documents == []
+    before = await repo.get_full(report.id, user_id=user.id)
+    assert (before.certifications, before.documents, before.action_plan) == ((), (), ())
     await repo.add_document(report.id, user_id=user.id, document_type="coo", document_data={})
     await repo.save_action_plan(
         report.id, user_id=user.id, tasks=[{"task_id": "a", "day_number": 1, "task_title": "A"}]
     )
     again = await repo.get_full(report.id, user_id=user.id)
-    assert again is report
     assert [d.document_type for d in again.documents] == ["coo"]
     assert [t.task_id for t in again.action_plan] == ["a"]
+    assert before.documents == ()  # a read model is a snapshot: it never changes
 
 
 async def test_get_full_of_another_users_report_is_not_found_in_one_statement(
@@ -194,7 +207,13 @@ async def test_update_changes_the_fields_in_one_statement(db_session: AsyncSessi
             report_data={"error": "timeout"},
             estimated_cost=Decimal("10.50"),
         )
-    assert len(seen) == 1 and updated is report and report.status == "failed"
+    assert len(seen) == 1 and updated.id == report.id
+    assert (updated.status, updated.hs_code, updated.report_data) == (
+        "failed",
+        None,
+        {"error": "timeout"},
+    )
+    assert updated.estimated_cost == Decimal("10.50") and updated.updated_at >= report.updated_at
     stored = await row(db_session, "reports", report.id)
     assert (stored["status"], stored["hs_code"]) == ("failed", None)
     assert stored["report_data"] == {"error": "timeout"}
@@ -258,36 +277,79 @@ async def test_create_copies_the_profile_as_the_session_holds_it(db_session: Asy
     assert (await row(db_session, "reports", report.id))["company_size"] == "Medium"
 
 
-async def test_reads_keep_unflushed_changes_and_fill_expired_columns(
-    db_session: AsyncSession,
-) -> None:
+async def test_reads_flush_pending_orm_changes_first(db_session: AsyncSession) -> None:
     user = await make_user(db_session)
     report = await make_report(db_session, user, status="processing")
     repo = ReportRepository(db_session)
-    report.status = "failed"
-    with db_session.no_autoflush:
-        assert await repo.get(report.id, user_id=user.id) is report
-        page = await repo.list_for_user(user.id)
-    assert page.items == [report] and report.status == "failed"
-    await db_session.flush()
-    assert (await row(db_session, "reports", report.id))["status"] == "failed"
-    db_session.expire(report, ["hs_code"])
-    async with count_statements(db_session) as seen:
-        assert await repo.get(report.id, user_id=user.id) is report
-    assert len(seen) == 1 and report.__dict__["hs_code"] == "0910.30"
+    report.status = "failed"  # not flushed: the read flushes it first, as an ORM query would
+    assert (await repo.get(report.id, user_id=user.id)).status == "failed"
+    assert [r.status for r in (await repo.list_for_user(user.id)).items] == ["failed"]
+    report.status = "completed"
+    with db_session.no_autoflush:  # the caller's choice: the database's values are read
+        assert (await repo.get(report.id, user_id=user.id)).status == "failed"
 
 
-async def test_get_full_children_track_changes_like_loaded_ones(db_session: AsyncSession) -> None:
+async def test_reads_return_frozen_read_models_and_leave_the_session_alone(
+    db_session: AsyncSession,
+) -> None:
     user = await make_user(db_session)
     repo = ReportRepository(db_session)
     report = await new_report(repo, user)
     await add_children(repo, report, 1)
-    db_session.expunge_all()
+    page = await repo.list_for_user(user.id)
     full = await repo.get_full(report.id, user_id=user.id)
-    full.documents[0].document_data["checked"] = True  # in-place JSONB change
-    full.certifications[0].notes = "applied"
-    await db_session.flush()
-    stored = await row(db_session, "generated_documents", full.documents[0].id)
-    assert stored["document_data"] == {"n": 0, "checked": True}
-    stored = await row(db_session, "certification_progress", full.certifications[0].id)
-    assert stored["notes"] == "applied"
+    assert type(report) is ReportView and [type(r) for r in page.items] == [ReportView]
+    assert isinstance(full, FullReportView) and isinstance(full, ReportView)
+    assert [type(c) for c in full.certifications] == [CertificationView]
+    assert [type(d) for d in full.documents] == [DocumentView]
+    assert {type(t) for t in full.action_plan} == {PlanTaskView}
+    assert page.items == [report]
+    assert {f.name: getattr(full, f.name) for f in dataclasses.fields(ReportView)} == (
+        dataclasses.asdict(report)
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        full.status = "failed"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        full.documents[0].is_valid = True  # type: ignore[misc]
+    assert not hasattr(full, "__dict__")  # slotted
+    assert list(db_session.identity_map.values()) == [user]  # nothing of the repository's
+
+
+async def test_a_full_report_serialises_as_a_response_model(db_session: AsyncSession) -> None:
+    """What FastAPI does with a `response_model`: pydantic validates and dumps the dataclass."""
+    user = await make_user(db_session)
+    repo = ReportRepository(db_session)
+    report = await new_report(repo, user, estimated_cost=Decimal("12.50"))
+    await add_children(repo, report, 1)
+    full = await repo.get_full(report.id, user_id=user.id)
+    adapter = TypeAdapter(FullReportView)
+    dumped = adapter.dump_python(full, mode="json")
+    assert dumped["id"] == str(report.id) and dumped["estimated_cost"] == "12.50"
+    assert dumped["documents"][0]["document_data"] == {"n": 0}
+    assert dumped["action_plan"][0]["completed"] is False
+    assert adapter.validate_python(adapter.dump_python(full)) == full
+
+
+def test_public_children_methods_keep_their_collaborators_signatures() -> None:
+    """ReportRepository's certification, document and plan methods only hand over to its
+    collaborators: same parameters, same defaults, same annotations."""
+    repo = ReportRepository(None)  # type: ignore[arg-type]
+    delegates: dict[str, Callable[..., Any]] = {
+        "add_certification": repo.certifications.add,
+        "get_certification": repo.certifications.get,
+        "update_certification": repo.certifications.update,
+        "list_certifications": repo.certifications.of_report,
+        "add_document": repo.documents.add,
+        "list_documents": repo.documents.of_report,
+        "save_action_plan": repo.plan.save,
+        "complete_task": repo.plan.complete_task,
+        "get_action_plan": repo.plan.get,
+    }
+    for name, collaborator in delegates.items():
+        assert inspect.signature(getattr(repo, name)) == inspect.signature(collaborator), name
+
+
+def test_create_and_update_cover_every_column_but_the_fixed_ones() -> None:
+    fixed = {"id", "user_id", "created_at", "updated_at"}
+    assert set(reports_module.SETTABLE) == set(Report.__table__.columns.keys()) - fixed
+    assert [f.name for f in dataclasses.fields(ReportView)] == list(Report.__table__.columns.keys())

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.errors import InvalidDataError, NotFoundError
 from exportsathi_db.models import Report
-from exportsathi_db.repositories.action_plan import ActionPlan
+from exportsathi_db.repositories import ActionPlan, PlanDay
 from exportsathi_db.repositories.reports import ReportRepository
+from exportsathi_db.views import PlanTaskView
 from tests.factories import make_report, make_user
 from tests.statements import count_statements
 
@@ -236,7 +237,6 @@ async def test_get_action_plan_groups_by_day_with_progress(db_session: AsyncSess
     await repo.save_action_plan(report.id, user_id=user.id, tasks=_plan(10))
     for task_id in ("task-0", "task-7", "task-3"):
         await repo.complete_task(report.id, task_id, user_id=user.id)
-    db_session.expunge_all()
     async with count_statements(db_session) as seen:
         plan = await repo.get_action_plan(report.id, user_id=user.id)
     assert len(seen) == 1
@@ -251,8 +251,11 @@ async def test_get_action_plan_groups_by_day_with_progress(db_session: AsyncSess
         (7, 0, 1),
     ]
     assert [t.task_id for t in plan.days[0].tasks] == ["task-0", "task-7"]  # order saved
+    assert isinstance(plan.days[0], PlanDay) and isinstance(plan.days[0].tasks[0], PlanTaskView)
     with pytest.raises(AttributeError):
         plan.total = 0  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        plan.days[0].tasks[0].completed = False  # type: ignore[misc]
 
 
 async def test_get_action_plan_of_a_plain_report_is_empty_and_of_another_user_not_found(

@@ -12,9 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.errors import InvalidDataError
-from exportsathi_db.repositories.base import encode_cursor
-from exportsathi_db.repositories.fastpath import driver
+from exportsathi_db.repositories import executor
+from exportsathi_db.repositories.base import Page, encode_cursor
 from exportsathi_db.repositories.reports import ReportRepository
+from exportsathi_db.views import ReportView
 from tests.factories import make_report, make_user
 from tests.statements import count_statements
 
@@ -40,10 +41,11 @@ async def test_pages_through_25_reports_newest_first_with_no_duplicates_or_misse
     made = [(await make_report(db_session, user)).id for _ in range(25)]
     await make_report(db_session, other)
     repo = ReportRepository(db_session)
-    db_session.expunge_all()
     async with count_statements(db_session) as seen:
         pages = await _all_pages(repo, user.id, limit=10)
     assert len(seen) == 3  # one statement per page
+    first = await repo.list_for_user(user.id, limit=10)
+    assert isinstance(first, Page) and {type(r) for r in first.items} == {ReportView}
     assert [len(page) for page in pages] == [10, 10, 5]
     assert [report_id for page in pages for report_id in page] == made[::-1]
 
@@ -131,7 +133,9 @@ async def test_the_user_index_serves_the_page_query(db_session: AsyncSession) ->
     def record(query: LoggedQuery) -> None:
         sent.append((query.query, tuple(query.args)))
 
-    raw = await driver(db_session)  # the page query goes straight to asyncpg
+    # The transaction is open (SET LOCAL), so the page query goes straight to asyncpg.
+    raw = (await (await db_session.connection()).get_raw_connection()).driver_connection
+    assert raw is not None
     raw.add_query_logger(record)
     try:
         cursor = encode_cursor(report.created_at, report.id)
@@ -141,6 +145,7 @@ async def test_the_user_index_serves_the_page_query(db_session: AsyncSession) ->
         raw.remove_query_logger(record)
     assert list(page.items) == []
     ((statement, parameters),) = sent
-    plan = "\n".join(line for (line,) in await raw.fetch(f"EXPLAIN {statement}", *parameters))
+    explained = await executor.fetch(db_session, f"EXPLAIN {statement}", *parameters)
+    plan = "\n".join(line for (line,) in explained)
     assert "Index Scan using ix_reports_user_id_created_at" in plan and "Sort" not in plan
     assert "created_at" in plan.split("Index Cond", 1)[1].split("\n", 1)[0]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, cast
 
 import uuid_utils.compat as uuid_utils
@@ -155,9 +153,9 @@ def check_value(column: Column[Any], value: Any) -> Any:
         low, high = info.get("range", (-INT4_MAX - 1, INT4_MAX))
         validation.check_range(field, value, low, high)
     elif isinstance(kind, Numeric):
-        limit = Decimal(10) ** ((kind.precision or 38) - (kind.scale or 0))
-        low, high = info.get("range", (-limit + 1, limit - 1))
-        validation.check_range(field, value, low, high)
+        validation.check_decimal(field, value, kind.precision, kind.scale)
+        if "range" in info:
+            validation.check_range(field, value, *info["range"])
     elif isinstance(kind, UUID):
         if not isinstance(value, uuid.UUID):
             raise InvalidDataError(field, f"must be a UUID; got {type(value).__name__}")
@@ -170,17 +168,8 @@ def check_value(column: Column[Any], value: Any) -> Any:
             raise InvalidDataError(
                 field, f"must be a JSON array (list); got {type(value).__name__}"
             )
-        _check_json(field, value)
+        validation.check_json(field, value)
     return value
-
-
-def _check_json(field: str, value: Any) -> None:
-    try:
-        encoded = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidDataError(field, f"must be JSON-serialisable ({type(exc).__name__})") from None
-    if "\\u0000" in encoded:
-        raise InvalidDataError(field, "must not contain NUL characters (JSONB cannot store them)")
 
 
 def validated(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     db_idle_in_transaction_timeout_ms: int | None = Field(None, ge=0)
     db_pgbouncer: bool = False
 
+    @field_validator("database_url", "database_read_url")
+    @classmethod
+    def _userinfo_is_encoded(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        """Refuse, when the settings load, a URL whose password would be misread (and shown).
+        Raises ConfigurationError itself (pydantic passes it through), not a ValidationError."""
+        if value is not None:
+            check_userinfo(value.get_secret_value(), setting=str(info.field_name).upper())
+        return value
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -52,12 +63,37 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def check_userinfo(raw: str, *, setting: str = "DATABASE_URL") -> None:
+    """Refuse a URL with a raw `@` beyond the one that ends the user and password.
+
+    URL parsers split `user:password@host` at the first `@` (SQLAlchemy) or the last one
+    (others): with an `@` inside the password, a piece of the password becomes the host (or
+    the user), and every message naming the server would print it. So a second raw `@`
+    anywhere is refused; the message shows no part of the URL.
+    """
+    if raw.count("@") > 1:
+        raise ConfigurationError(
+            f"{setting} has more than one '@': special characters in the user or password "
+            "must be percent-encoded ('@' as %40, ':' as %3A, '/' as %2F), e.g. with "
+            'urllib.parse.quote(password, safe="")'
+        )
+
+
 def parse_database_url(raw: str | URL) -> tuple[URL, str | None]:
     """Normalise a PostgreSQL URL to the asyncpg driver; split off `sslmode` for asyncpg's `ssl`.
 
-    Raises ConfigurationError for anything that is not a PostgreSQL URL; the message never
-    contains the password.
+    Raises ConfigurationError for anything that is not a PostgreSQL URL, or whose user or
+    password is not percent-encoded; the message never contains any part of the user or
+    password.
     """
+    if isinstance(raw, str):
+        check_userinfo(raw)
+    elif "@" in str(raw.host or ""):  # a URL object built from a misread string
+        raise ConfigurationError(
+            "the database URL's host contains '@': special characters in the user or "
+            "password must be percent-encoded ('@' as %40), e.g. with "
+            'urllib.parse.quote(password, safe="")'
+        )
     try:
         url = make_url(raw) if isinstance(raw, str) else raw
     except (ArgumentError, ValueError):

@@ -6,12 +6,17 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
+from exportsathi_db import engine as engine_module
 from exportsathi_db.config import Settings, parse_database_url
 from exportsathi_db.database import DatabaseConnection, check_db_connection
 from exportsathi_db.errors import ConfigurationError, DatabaseUnavailableError
@@ -47,17 +52,38 @@ def test_pool_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         "DB_ECHO": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    engine = DatabaseConnection("postgresql://u@db.internal/app", settings=Settings()).engine
-    pool = engine.pool
-    assert (pool.size(), pool._max_overflow, pool._timeout, pool._recycle) == (3, 7, 2.5, 120)  # type: ignore[attr-defined]
+    engine, pool = _pool_of_new_engine(monkeypatch)
+    assert pool == {"size": 3, "max_overflow": 7, "timeout": 2.5, "recycle": 120}
     assert engine.echo is True
 
 
-def test_defaults_without_environment() -> None:
+def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, pool = _pool_of_new_engine(monkeypatch)
+    assert pool == {"size": 10, "max_overflow": 20, "timeout": 30, "recycle": 3600}
+    assert engine.echo is False
+
+
+def _pool_of_new_engine(monkeypatch: pytest.MonkeyPatch) -> tuple[AsyncEngine, dict[str, Any]]:
+    """A new engine from Settings(), and its pool's settings: size and timeout as the pool
+    reports them, max_overflow and recycle (which it has no public accessor for) as they were
+    passed to create_async_engine."""
+    passed: dict[str, Any] = {}
+    real = engine_module.create_async_engine
+
+    def spy(url: Any, **kwargs: Any) -> AsyncEngine:
+        passed.update(kwargs)
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(engine_module, "create_async_engine", spy)
     engine = DatabaseConnection("postgresql://u@db.internal/app", settings=Settings()).engine
     pool = engine.pool
-    assert (pool.size(), pool._max_overflow, pool._timeout, pool._recycle) == (10, 20, 30, 3600)  # type: ignore[attr-defined]
-    assert engine.echo is False
+    assert isinstance(pool, QueuePool)
+    return engine, {
+        "size": pool.size(),
+        "max_overflow": passed["max_overflow"],
+        "timeout": pool.timeout(),
+        "recycle": passed["pool_recycle"],
+    }
 
 
 async def test_a_dead_pooled_connection_is_replaced_on_checkout(
@@ -123,6 +149,7 @@ def test_postgres_urls_are_normalised_to_asyncpg(raw: str) -> None:
         ("", "not a valid URL"),
         (f"postgresql://u:{CANARY}@h", "names no database"),
         (f"postgresql://u:{CANARY}@h/app?sslmode=sometimes", "sslmode must be one of"),
+        (f"postgresql://u:{CANARY}@PW@h:5432/app", "must be percent-encoded"),
     ],
 )
 def test_other_urls_are_a_configuration_error(
@@ -135,6 +162,66 @@ def test_other_urls_are_a_configuration_error(
         _ = DatabaseConnection(settings=Settings()).engine
     for error in (direct.value, from_env.value):
         assert CANARY not in f"{error} {error!r} {error.__cause__!r}"
+
+
+MISREAD_PASSWORDS = [
+    "postgresql://postgres:S3cr3t@PWpiece@127.0.0.1:55432/db",  # the host would be PWpiece@…
+    "postgresql://postgres:S3cr3t@PWpiece/x@127.0.0.1:55432/db",  # … or the database
+    "postgresql://postgres:S3cr3t@PWpiece:9@127.0.0.1:55432/db",  # … or the port
+    "postgresql://postgres:S3cr3t@PWpiece?x@127.0.0.1:55432/db",  # … or the query
+    "postgresql://us@er:S3cr3t@PWpiece@127.0.0.1:55432/db",
+]
+
+
+@pytest.mark.parametrize("raw", MISREAD_PASSWORDS)
+def test_an_unescaped_at_in_the_userinfo_is_refused_without_showing_it(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors = []
+    with pytest.raises(ConfigurationError) as parsed:
+        parse_database_url(raw)
+    errors.append(parsed.value)
+    for name in ("DATABASE_URL", "DATABASE_READ_URL"):
+        with monkeypatch.context() as env:
+            env.setenv(name, raw)
+            with pytest.raises(ConfigurationError, match=f"^{name} has more than one") as loaded:
+                Settings()  # refused when the settings load, not at first use
+        errors.append(loaded.value)
+    for error in errors:
+        message = f"{error} {error!r} {error.__cause__!r} {error.__context__!r}"
+        assert "must be percent-encoded ('@' as %40" in message
+        assert 'urllib.parse.quote(password, safe="")' in message
+        assert "S3cr3t" not in message and "PWpiece" not in message and "us@er" not in message
+
+
+def test_a_percent_encoded_password_is_read_back_whole() -> None:
+    password = "S3cr3t@PW:/?#%"
+    raw = f"postgresql://postgres:{quote(password, safe='')}@127.0.0.1:55432/db"
+    url, _ = parse_database_url(raw)
+    assert (url.password, url.host, url.port, url.database) == (password, "127.0.0.1", 55432, "db")
+    assert Settings(database_url=raw).database_url is not None  # type: ignore[arg-type]
+
+
+def test_a_url_object_with_userinfo_in_its_host_is_refused() -> None:
+    misread = URL.create("postgresql", "postgres", "S3cr3t", "PWpiece@127.0.0.1", 55432, "db")
+    with pytest.raises(ConfigurationError, match="percent-encoded") as error:
+        parse_database_url(misread)
+    assert "PWpiece" not in str(error.value) and "S3cr3t" not in str(error.value)
+
+
+async def test_sslmode_require_against_a_server_without_tls_is_a_configuration_error(
+    database_url: URL,
+) -> None:
+    """Retrying cannot help: not a DatabaseUnavailableError, and it says what is wrong."""
+    db = DatabaseConnection(database_url.update_query_dict({"sslmode": "require"}))
+    try:
+        with pytest.raises(ConfigurationError, match=r"does not support TLS \(SSL\)") as info:
+            async with db.session_scope() as session:
+                await session.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()
+    assert not info.value.retryable
+    assert not isinstance(info.value, DatabaseUnavailableError)
 
 
 def test_production_requires_database_url(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ import secrets
 import traceback
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import text
@@ -21,7 +22,7 @@ from exportsathi_db.errors import (
 from exportsathi_db.repositories.users import UserRepository
 from tests.factories import PASSWORD_HASH, unique
 from tests.reliability.support import settings
-from tests.servers import free_port
+from tests.servers import admin_connection, free_port
 
 ECHOED = "SELECT count(*) AS echoed FROM users WHERE email = "
 PROFILE: dict[str, Any] = {
@@ -104,3 +105,43 @@ async def test_no_password_in_logs_errors_or_reprs(
     for secret in (password, wrong):
         leaks = [t.replace(secret, "<THE PASSWORD>") for t in everything if secret in t]
         assert not leaks, leaks[0][:500]
+
+
+async def test_a_password_with_an_unescaped_at_is_refused_and_never_shown(
+    database_url: URL, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`user:S3cr3t@PW@host` would make `PW@host` the host, and every message naming the server
+    would show it: refused at parse time. Percent-encoded, the same password logs in."""
+    role = f"at_sign_{secrets.token_hex(4)}"
+    head, tail = f"Head{secrets.token_hex(4)}", f"Tail{secrets.token_hex(4)}"
+    password = f"{head}@{tail}:/?"
+    admin = await admin_connection(database_url)
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        caplog.set_level(logging.DEBUG)
+        texts: list[str] = []
+        port = database_url.port
+        unescaped = f"postgresql://{role}:{password}@127.0.0.1:{port}/{database_url.database}"
+        with pytest.raises(ConfigurationError, match="percent-encoded") as refused:
+            _ = DatabaseConnection(unescaped, settings=settings(db_echo=True)).engine
+        with pytest.raises(ConfigurationError, match="percent-encoded") as refused_setting:
+            settings(database_url=unescaped)
+        texts += _texts_of(refused.value) + _texts_of(refused_setting.value)
+
+        escaped = unescaped.replace(password, quote(password, safe=""))
+        db = DatabaseConnection(escaped, settings=settings(db_echo=True))
+        try:
+            async with db.session_scope() as session:
+                who = await session.execute(text("SELECT current_user"))
+                assert who.scalar_one() == role
+            texts += [repr(db), str(db.url), repr(db.engine)]
+        finally:
+            await db.dispose()
+        out, err = capfd.readouterr()
+        everything = [caplog.text, out, err, *texts]
+        for piece in (head, tail):
+            leaks = [t for t in everything if piece in t]
+            assert not leaks, leaks[0][:500]
+    finally:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()

@@ -15,15 +15,20 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from exportsathi_db.database import DatabaseConnection
-from exportsathi_db.errors import ExportSathiDBError
-from exportsathi_db.migrations import current_revision, drop_db, head_revision, init_db
+from exportsathi_db.errors import DatabaseUnavailableError, ExportSathiDBError, location, translate
+from exportsathi_db.migrations import (
+    check_known_revision,
+    current_revision,
+    drop_db,
+    head_revision,
+    init_db,
+)
 from exportsathi_db.seed import seed
 
 
 def _where(url: URL) -> str:
-    """host:port (or the socket directory) of a URL, never its password."""
-    host = url.host or url.query.get("host") or "localhost"
-    return f"{host}:{url.port or 5432}"
+    """host:port (or the socket directory) of a URL, never its user or password."""
+    return location(url)
 
 
 async def _init(db: DatabaseConnection, _args: argparse.Namespace) -> int:
@@ -55,6 +60,7 @@ async def _check(db: DatabaseConnection, _args: argparse.Namespace) -> int:
         f"pool:      size {s.db_pool_size} + overflow {s.db_max_overflow}, "
         f"timeout {s.db_pool_timeout:g} s, recycle {s.db_pool_recycle} s, pre-ping on checkout"
     )
+    check_known_revision(current)  # `init` cannot help a revision it does not know
     if current != head:
         print("not at the latest schema: run `python -m exportsathi_db init`", file=sys.stderr)
         return 1
@@ -119,20 +125,19 @@ def _failure(error: BaseException, db: DatabaseConnection) -> str:
     if isinstance(error, ValidationError):
         first = error.errors()[0]
         return f"invalid setting {str(first['loc'][0]).upper()}: {first['msg']}"
-    if isinstance(error, ExportSathiDBError) or type(error).__name__ == "EmbeddedServerError":
+    if type(error).__name__ == "EmbeddedServerError":
         return str(error)
     try:
-        where = _where(db.url)
-    except Exception:
-        where = "the configured database"
-    if isinstance(error, (OSError, TimeoutError)):
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else "no answer"
-        return f"cannot connect to PostgreSQL at {where}: {reason}"
-    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
-    if sqlstate == "28P01" or sqlstate == "28000":
-        return f"PostgreSQL at {where} refused the login (check the user and password)"
-    if sqlstate == "3D000":
-        return f"the database {db.url.database!r} does not exist at {where}"
+        url: URL | None = db.url  # parsed and checked: its host holds no userinfo
+    except Exception:  # the settings themselves are the problem (reported below)
+        url = None
+    translated = translate(error, url=url)
+    where = _where(url) if url is not None else "the configured database"
+    if isinstance(error, OSError) and isinstance(translated, DatabaseUnavailableError):
+        reason = error.strerror or ("no answer" if isinstance(error, TimeoutError) else "")
+        return f"cannot connect to PostgreSQL at {where}: {reason or type(error).__name__}"
+    if isinstance(translated, ExportSathiDBError):
+        return str(translated)
     return f"{type(error).__name__} talking to PostgreSQL at {where}"
 
 

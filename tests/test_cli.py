@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,75 @@ async def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
     )
     for (command, _url, _env, message), result in zip(cases, results, strict=True):
         assert message in one_clean_error_line(result), (command, message)
+
+
+async def test_a_missing_database_is_named_with_what_to_do(
+    database_url: URL, tmp_path: Path
+) -> None:
+    name = f"no_such_db_{uuid.uuid4().hex[:8]}"
+    url = database_url.set(database=name)
+    for command in ("check", "init"):
+        result = await run(command, url=url, cwd=tmp_path)
+        line = one_clean_error_line(result)
+        assert f'error: the database "{name}" does not exist at 127.0.0.1:{url.port}: ' in line
+        assert (
+            f'CREATE DATABASE "{name}"' in line and "fix the database name in DATABASE_URL" in line
+        )
+        assert "init` creates the tables, not the database" in line
+        assert url.password is not None and url.password not in result.printed
+
+
+async def test_sslmode_require_against_a_server_without_tls(
+    database_url: URL, tmp_path: Path
+) -> None:
+    """The test server has no TLS: `require` is a configuration error, said as such."""
+    url = database_url.update_query_dict({"sslmode": "require"})
+    line = one_clean_error_line(await run("check", url=url, cwd=tmp_path))
+    assert f"the server at 127.0.0.1:{url.port} does not support TLS (SSL) connections" in line
+    assert "cannot connect" not in line and "sslmode" in line
+
+
+async def test_an_unescaped_at_in_the_password_shows_no_part_of_it(
+    database_url: URL, tmp_path: Path
+) -> None:
+    """`S3cr3t@PWpiece` unescaped would make `PWpiece@127.0.0.1` the host, and be printed."""
+    raw = f"postgresql://postgres:S3cr3t@PWpiece@127.0.0.1:{database_url.port}/db"
+    cases = [(command, raw, {}) for command in ("check", "init")]
+    cases.append(("check", database_url, {"DATABASE_READ_URL": raw}))
+    for command, url, env in cases:
+        result = await run(command, url=url, cwd=tmp_path, **env)
+        line = one_clean_error_line(result)
+        setting = "DATABASE_READ_URL" if env else "DATABASE_URL"
+        assert line.startswith(f"error: {setting} has more than one '@'"), line
+        assert "must be percent-encoded ('@' as %40" in line and "urllib.parse.quote" in line
+        assert "S3cr3t" not in result.printed and "PWpiece" not in result.printed
+
+
+UNKNOWN_REVISION = "9f8e7d6c5b4a"
+
+
+async def test_a_revision_this_version_does_not_know(
+    empty_database: EmptyDatabase, tmp_path: Path
+) -> None:
+    url = await empty_database()
+    assert (await run("init", url=url, cwd=tmp_path)).code == 0
+    db = DatabaseConnection(url)
+    try:
+        async with db.engine.begin() as conn:
+            sql = text("UPDATE alembic_version SET version_num = :v")
+            await conn.execute(sql, {"v": UNKNOWN_REVISION})
+    finally:
+        await db.dispose()
+
+    for command in ("init", "check"):
+        result = await run(command, url=url, cwd=tmp_path)
+        line = one_clean_error_line(result)
+        assert f"error: the database is at schema revision '{UNKNOWN_REVISION}'" in line
+        assert f"does not know (its latest is '{head_revision()}')" in line
+        assert "migrated by a newer (or a different) version of exportsathi_db" in line
+        assert "Upgrade the exportsathi_db package" in line and "exportsathi_db drop" in line
+        assert "run `python -m exportsathi_db init`" not in result.printed
+    assert len(await tables(url)) == 11  # nothing was touched
 
 
 async def test_bad_usage_is_refused_without_traceback(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alembic import command
 from exportsathi_db.database import DatabaseConnection
+from exportsathi_db.errors import ConfigurationError, SchemaVersionError, location
 from exportsathi_db.migrations import (
     alembic_config,
+    check_known_revision,
     current_revision,
     downgrade_db,
     drop_db,
@@ -184,3 +188,41 @@ async def test_every_constraint_and_index_is_named_by_the_convention(
         name for name, unique in rows if not name.startswith(("pk_", "uq_") if unique else ("ix_",))
     ]
     assert wrong == []
+
+
+async def test_a_revision_these_migrations_do_not_know_is_a_schema_version_error(
+    fresh: DatabaseConnection,
+) -> None:
+    """A database migrated by a newer (or another) version: init/downgrade refuse with a typed
+    error that names the revision and what to do, and change nothing."""
+    await init_db(fresh)
+    async with fresh.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeedbeef'"))
+    assert await current_revision(fresh) == "f00dfeedbeef"
+    for attempt in (lambda: init_db(fresh), lambda: downgrade_db("base", fresh)):
+        with pytest.raises(SchemaVersionError) as info:
+            await attempt()
+        assert isinstance(info.value, ConfigurationError) and not info.value.retryable
+        assert info.value.revision == "f00dfeedbeef"
+        message = str(info.value)
+        assert "schema revision 'f00dfeedbeef'" in message and f"'{head_revision()}'" in message
+        assert "newer (or a different) version of exportsathi_db" in message
+        assert "Upgrade the exportsathi_db package" in message and "drop" in message
+    with pytest.raises(SchemaVersionError):
+        check_known_revision("f00dfeedbeef")
+    check_known_revision(head_revision())
+    check_known_revision(None)
+    assert await catalog(fresh) == {**AT_HEAD, "versions": ["f00dfeedbeef"]}
+
+
+async def test_driver_errors_of_the_lifecycle_functions_are_ours(
+    fresh: DatabaseConnection,
+) -> None:
+    missing = DatabaseConnection(fresh.url.set(database=f"no_such_{uuid.uuid4().hex[:8]}"))
+    where = re.escape(f'"{missing.url.database}" does not exist at {location(missing.url)}:')
+    try:
+        for attempt in (init_db, current_revision, drop_db):
+            with pytest.raises(ConfigurationError, match=where):
+                await attempt(missing)
+    finally:
+        await missing.dispose()

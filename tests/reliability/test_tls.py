@@ -80,3 +80,14 @@ async def test_verify_full_accepts_the_certificate_once_trusted(
 ) -> None:
     monkeypatch.setenv("PGSSLROOTCERT", str(tls_server[1]))
     assert await _ssl_in_use(url.set(query={"sslmode": "verify-full"}))
+
+
+async def test_sslmode_require_against_a_server_without_tls(own_url: URL) -> None:
+    """`own_url`'s server has no TLS: a configuration error, said as such, not retryable (not
+    "cannot connect"). asyncpg's own ConnectionError stays the cause."""
+    with pytest.raises(
+        ConfigurationError, match=r"does not support TLS \(SSL\) connections"
+    ) as info:
+        await _ssl_in_use(own_url.set(query={"sslmode": "require"}))
+    assert not info.value.retryable
+    assert isinstance(info.value.__cause__, ConnectionError)

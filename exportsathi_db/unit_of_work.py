@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,10 +115,10 @@ async def _abandon(session: AsyncSession, *, clean: bool) -> None:
     await session.invalidate()
 
 
-async def _uninterruptible(cleanup: object) -> None:
+async def _uninterruptible(cleanup: Coroutine[Any, Any, None]) -> None:
     """Await `cleanup` (a coroutine) to its end even if this task is cancelled meanwhile,
     then re-raise the cancellation."""
-    task = asyncio.ensure_future(cleanup)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(cleanup)
     cancelled = False
     while not task.done():
         try:

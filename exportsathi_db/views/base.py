@@ -10,7 +10,7 @@ from typing import Any, TypeVar, dataclass_transform
 T = TypeVar("T")
 
 
-@dataclass_transform(frozen_default=True)
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
 def read_model(cls: type[T]) -> type[T]:
     """Make `cls` a frozen, slotted dataclass: immutable, no `__dict__`, no reference cycles."""
     return dataclasses.dataclass(frozen=True, slots=True)(cls)

@@ -1,20 +1,26 @@
-"""The `user_metrics` counters: the one module that changes them.
+"""The `user_metrics` counters: the one module that changes them, and reads them.
 
 Counters count live rows: a report, a document or a completed certification adds one when
-it appears and takes one off when it goes. Each change is one atomic statement (an upsert
-that creates the user's row on first use, or a decrement clamped at zero).
+it appears and takes one off when it goes; an export adds one with its savings. Each change
+is one atomic statement (an upsert that creates the user's row on first use, or a decrement
+clamped at zero). A user without a row yet reads as zeros.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.models import new_id
 from exportsathi_db.repositories import executor
+from exportsathi_db.views import UserMetricsView
+from exportsathi_db.views.base import column_list
 
 COUNTERS = frozenset(
     {
@@ -32,11 +38,15 @@ COUNTERS = frozenset(
 def _add_sql(names: tuple[str, ...]) -> str:
     """$1 a new row id, $2 the user, $3… the deltas of `names`."""
     deltas = ", ".join(f"${n}" for n in range(3, len(names) + 3))
-    added = ", ".join(f"{name} = m.{name} + EXCLUDED.{name}" for name in names)
     return (
         f"INSERT INTO user_metrics AS m (id, user_id, {', '.join(names)}) VALUES ($1, $2, {deltas})"
-        f" ON CONFLICT (user_id) DO UPDATE SET {added}"
+        f" ON CONFLICT (user_id) DO UPDATE SET {_added(names)}"
     )
+
+
+def _added(names: tuple[str, ...]) -> str:
+    """The ON CONFLICT assignments adding the proposed row's `names` to the existing ones."""
+    return ", ".join(f"{name} = m.{name} + EXCLUDED.{name}" for name in names)
 
 
 @functools.lru_cache(maxsize=16)
@@ -73,6 +83,64 @@ async def subtract(session: AsyncSession, user_id: uuid.UUID, **deltas: Any) -> 
     await executor.execute(
         session, _subtract_sql(names), user_id, *(deltas[name] for name in names)
     )
+
+
+def _read_column(name: str) -> str:
+    """A column of UserMetricsView, read from users u LEFT JOIN user_metrics m."""
+    if name == "user_id":
+        return "u.id"
+    if name == "cost_savings":  # numeric(12, 2): Decimal('0.00'), as a stored zero reads
+        return "coalesce(m.cost_savings, 0.00)"
+    return f"coalesce(m.{name}, 0)" if name in COUNTERS else f"m.{name}"
+
+
+# The user (no row: no such user) LEFT JOIN their counters, zeros before their first event.
+# $1 user id.
+GET = f"""SELECT {", ".join(_read_column(f.name) for f in dataclasses.fields(UserMetricsView))}
+FROM users u LEFT JOIN user_metrics m ON m.user_id = u.id WHERE u.id = $1"""
+
+# One completed export: INSERT ... SELECT FROM users (no row: no such user, nothing written,
+# the transaction still usable) ON CONFLICT (user_id) adding to the counters. $1 new row id,
+# $2 user id, $3 savings, $4 days, $5 exported at (NULL: the transaction's time).
+_EXPORTED = ("exports_completed", "cost_savings", "timeline_reduction_days")
+RECORD_EXPORT = f"""INSERT INTO user_metrics AS m
+    (id, user_id, {", ".join(_EXPORTED)}, last_export_date)
+SELECT $1::uuid, u.id, 1, $3::numeric(12, 2), $4::integer, coalesce($5::timestamptz, now())
+FROM users u WHERE u.id = $2
+ON CONFLICT (user_id) DO UPDATE SET {_added(_EXPORTED)},
+    last_export_date = greatest(m.last_export_date, EXCLUDED.last_export_date)
+RETURNING {column_list(UserMetricsView)}"""
+
+
+async def get(session: AsyncSession, user_id: uuid.UUID) -> UserMetricsView | None:
+    """The user's counters (zeros before their first event), or None if no such user."""
+    row = await executor.fetchrow(session, GET, user_id)
+    return None if row is None else UserMetricsView(*row)
+
+
+async def record_export(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    cost_savings: Decimal | int,
+    timeline_reduction_days: int,
+    exported_at: datetime | None,
+) -> UserMetricsView | None:
+    """Count one export and add its savings and days (1 statement); `last_export_date` only
+    moves forward. The counters after it, or None if no such user (nothing written).
+
+    The caller validates the values; this module only knows the SQL.
+    """
+    row = await executor.fetchrow(
+        session,
+        RECORD_EXPORT,
+        new_id(),
+        user_id,
+        cost_savings,
+        timeline_reduction_days,
+        exported_at,
+    )
+    return None if row is None else UserMetricsView(*row)
 
 
 # A CTE step counting one new report for the owner of the rows of CTE `new` (used by the

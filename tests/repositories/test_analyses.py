@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.errors import InvalidDataError, NotFoundError
-from exportsathi_db.models import Report, User, UserMetrics
+from exportsathi_db.models import Report, User
 from exportsathi_db.repositories import UserRepository
 from exportsathi_db.repositories.analyses import AnalysisRepository
+from exportsathi_db.views import FinanceAnalysisView, LogisticsAnalysisView, UserMetricsView
 from tests.factories import make_report, make_user
 from tests.statements import count_statements
 
@@ -46,7 +49,13 @@ async def test_save_finance_inserts_then_replaces_the_one_row(db_session: AsyncS
             working_capital_data={"days": 90},
             rodtep_benefit_data={"rate": "0.9%"},
         )
-    assert len(seen) == 1 and first.id.version == 7
+    assert len(seen) == 1 and isinstance(first, FinanceAnalysisView) and first.id.version == 7
+    assert (first.user_id, first.report_id, first.working_capital_data) == (
+        user.id,
+        report.id,
+        {"days": 90},
+    )
+    assert (first.rodtep_benefit_data, first.gst_refund_data) == ({"rate": "0.9%"}, None)
     assert await rows(db_session, FINANCE_SQL, r=report.id) == [
         (user.id, {"days": 90}, {"rate": "0.9%"}, None)  # SQL NULL, not JSON null
     ]
@@ -60,6 +69,8 @@ async def test_save_finance_inserts_then_replaces_the_one_row(db_session: AsyncS
     assert len(seen) == 1
     assert second.id == first.id and second.working_capital_data == {"days": 60}
     assert second.rodtep_benefit_data is None  # a save replaces the whole analysis
+    assert first.working_capital_data == {"days": 90}  # a snapshot: the earlier one is unchanged
+    assert [(second.updated_at,)] == await rows(db_session, "SELECT now()")  # moved by trigger
     assert await rows(db_session, FINANCE_SQL, r=report.id) == [(user.id, {"days": 60}, None, None)]
     moved = await rows(db_session, "SELECT updated_at = now() FROM finance_analysis")
     assert moved == [(True,)]
@@ -74,11 +85,10 @@ async def test_save_logistics_with_nothing_yet_known_and_get_it_back(
     with pytest.raises(NotFoundError):
         await repo.get_logistics(report.id, user_id=user.id)
     empty = await repo.save_logistics(report.id, user_id=user.id)
-    assert empty.lcl_fcl_comparison is None
+    assert isinstance(empty, LogisticsAnalysisView) and empty.lcl_fcl_comparison is None
     await repo.save_logistics(
         report.id, user_id=user.id, lcl_fcl_comparison={"choice": "LCL"}, freight_estimate={}
     )
-    db_session.expunge_all()
     async with count_statements(db_session) as seen:
         found = await repo.get_logistics(report.id, user_id=user.id)
     assert len(seen) == 1
@@ -201,13 +211,15 @@ async def test_get_metrics_zeros_before_the_first_event_then_the_row(
     async with count_statements(db_session) as seen:
         zeros = await repo.get_metrics(user.id)
     assert len(seen) == 1
-    assert (zeros.user_id, zeros.exports_completed, zeros.reports_generated) == (user.id, 0, 0)
-    assert (zeros.cost_savings, zeros.last_export_date) == (Decimal("0.00"), None)
-    await db_session.flush()
+    assert zeros == UserMetricsView(user.id, 0, 0, 0, 0, Decimal("0.00"), 0, None)
+    assert str(zeros.cost_savings) == "0.00"  # as a stored zero of numeric(12, 2) reads
     assert await rows(db_session, "SELECT id FROM user_metrics") == []  # never written
-    await repo.record_export(user.id, cost_savings=Decimal("1500.50"), timeline_reduction_days=3)
-    db_session.expunge_all()
-    metrics = await repo.get_metrics(user.id)
+    recorded = await repo.record_export(
+        user.id, cost_savings=Decimal("1500.50"), timeline_reduction_days=3
+    )
+    async with count_statements(db_session) as seen:
+        metrics = await repo.get_metrics(user.id)
+    assert len(seen) == 1 and metrics == recorded
     assert (metrics.exports_completed, metrics.cost_savings) == (1, Decimal("1500.50"))
     with pytest.raises(NotFoundError):
         await repo.get_metrics(uuid.uuid4())
@@ -227,10 +239,17 @@ async def test_record_export_adds_up_atomically(db_session: AsyncSession) -> Non
         first = await repo.record_export(
             user.id, cost_savings=Decimal("1200.25"), timeline_reduction_days=5, exported_at=later
         )
-    assert len(seen) == 1 and isinstance(first, UserMetrics)
+    assert len(seen) == 1 and isinstance(first, UserMetricsView)
+    assert (first.user_id, first.exports_completed, first.cost_savings) == (
+        user.id,
+        1,
+        Decimal("1200.25"),
+    )
     second = await repo.record_export(user.id, cost_savings=300, timeline_reduction_days=0)
-    assert second is first  # the same identity, refreshed by the upsert
     assert (second.exports_completed, second.cost_savings) == (2, Decimal("1500.25"))
+    assert first.exports_completed == 1  # a snapshot: the earlier one is unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        second.exports_completed = 0  # type: ignore[misc]
     assert second.last_export_date == later  # greatest(existing, now())
     await repo.record_export(
         user.id,
@@ -320,3 +339,64 @@ async def test_record_export_bad_input_is_rejected_before_sql(
             await AnalysisRepository(db_session).record_export(user.id, **arguments)
     assert caught.value.field == field and seen == []
     assert await rows(db_session, "SELECT id FROM user_metrics") == []
+
+
+async def test_analyses_are_frozen_read_models_and_nothing_enters_the_identity_map(
+    db_session: AsyncSession,
+) -> None:
+    user, report = await owner_and_report(db_session)
+    repo = AnalysisRepository(db_session)
+    saved = await repo.save_finance(
+        report.id, user_id=user.id, working_capital_data={"days": 90}, financing_options={}
+    )
+    assert await repo.get_finance(report.id, user_id=user.id) == saved
+    logistics = await repo.save_logistics(report.id, user_id=user.id, route_analysis={"p": "x"})
+    assert await repo.get_logistics_or_none(report.id, user_id=user.id) == logistics
+    await repo.record_export(user.id, cost_savings=1, timeline_reduction_days=1)
+    await repo.get_metrics(user.id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        saved.financing_options = None  # type: ignore[misc]
+    for view in (FinanceAnalysisView, LogisticsAnalysisView):
+        names = [f.name for f in dataclasses.fields(view)]
+        assert names[:3] == ["id", "user_id", "report_id"]
+        assert names[-2:] == ["created_at", "updated_at"]
+    assert set(db_session.identity_map.values()) == {user, report}  # nothing of the repository's
+
+
+AnalysisCall = Callable[[AnalysisRepository, Any, dict[str, Any]], Awaitable[Any]]
+# (method, the id argument given the bad value) -> the call; `i` holds good ids.
+CALLS_WITH_A_BAD_ID: dict[tuple[str, str], AnalysisCall] = {
+    ("save_finance", "report_id"): lambda a, bad, i: a.save_finance(
+        bad, user_id=i["user"], working_capital_data={}
+    ),
+    ("save_finance", "user_id"): lambda a, bad, i: a.save_finance(
+        i["report"], user_id=bad, working_capital_data={}
+    ),
+    ("save_logistics", "report_id"): lambda a, bad, i: a.save_logistics(bad, user_id=i["user"]),
+    ("save_logistics", "user_id"): lambda a, bad, i: a.save_logistics(i["report"], user_id=bad),
+    ("get_finance", "report_id"): lambda a, bad, i: a.get_finance(bad, user_id=i["user"]),
+    ("get_finance_or_none", "user_id"): lambda a, bad, i: a.get_finance_or_none(
+        i["report"], user_id=bad
+    ),
+    ("get_logistics", "user_id"): lambda a, bad, i: a.get_logistics(i["report"], user_id=bad),
+    ("get_logistics_or_none", "report_id"): lambda a, bad, i: a.get_logistics_or_none(
+        bad, user_id=i["user"]
+    ),
+    ("get_metrics", "user_id"): lambda a, bad, i: a.get_metrics(bad),
+    ("record_export", "user_id"): lambda a, bad, i: a.record_export(
+        bad, cost_savings=1, timeline_reduction_days=1
+    ),
+}
+
+
+@pytest.mark.parametrize("bad", ["", "abc", 5, {}, None], ids=repr)
+@pytest.mark.parametrize("call", sorted(CALLS_WITH_A_BAD_ID), ids="{0[0]}.{0[1]}".format)
+async def test_an_id_that_is_not_a_uuid_is_invalid_data_and_no_sql_is_sent(
+    db_session: AsyncSession, call: tuple[str, str], bad: Any
+) -> None:
+    user, report = await owner_and_report(db_session)
+    ids = {"user": user.id, "report": report.id}
+    async with count_statements(db_session) as seen:
+        with pytest.raises(InvalidDataError) as caught:
+            await CALLS_WITH_A_BAD_ID[call](AnalysisRepository(db_session), bad, ids)
+    assert caught.value.field == call[1] and seen == []

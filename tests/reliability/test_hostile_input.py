@@ -228,11 +228,6 @@ async def test_the_server_and_pool_are_fine_after_hostile_input(db: DatabaseConn
 # sent: nothing is written and the caller's transaction goes on. Or it is stored exactly.
 
 PLUS_14, MINUS_14 = timezone(timedelta(hours=14)), timezone(timedelta(hours=-14))
-SOURCES_BYPASS = pytest.mark.xfail(
-    strict=True,
-    reason="ChatRepository._check_message encodes sources with its own json.dumps instead of"
-    " validation.check_json (route it through the shared rules, then drop this mark)",
-)
 
 
 @dataclass
@@ -340,10 +335,8 @@ HOSTILE_VALUES = [
     ("analyses.save_finance", "working_capital_data", {1: "a"}, "keys must be strings"),
     ("analyses.save_finance", "financing_options", {"a": [{2: "b"}]}, "keys must be strings"),
     ("analyses.save_logistics", "freight_estimate", {1.5: "x"}, "keys must be strings"),
-    pytest.param(
-        "chat.add_message", "sources", [{1: "a", "1": "b"}], "keys must", marks=SOURCES_BYPASS
-    ),
-    pytest.param("chat.add_messages", "sources", [{1: "a"}], "keys must", marks=SOURCES_BYPASS),
+    ("chat.add_message", "sources", [{1: "a", "1": "b"}], "keys must"),
+    ("chat.add_messages", "sources", [{1: "a"}], "keys must"),
     # 4. lone surrogates and NULs in JSON strings (the server refused them, field garbled)
     ("reports.create", "report_data", {"a": "\ud800"}, "lone surrogates"),
     ("reports.create", "report_data", {"\udc00": "a"}, "lone surrogates"),
@@ -353,9 +346,7 @@ HOSTILE_VALUES = [
     ("chat.create_session", "context_data", {"lang": "\ud800"}, "lone surrogates"),
     ("analyses.save_finance", "rodtep_benefit_data", {"a": {"b": "\udfff"}}, "surrogates"),
     ("analyses.save_logistics", "route_analysis", {"a": "x\x00y"}, "NUL"),
-    pytest.param(
-        "chat.add_message", "sources", [{"a": "\ud800"}], "surrogates", marks=SOURCES_BYPASS
-    ),
+    ("chat.add_message", "sources", [{"a": "\ud800"}], "surrogates"),
     # 5. nesting deeper than MAX_JSON_DEPTH (the server ran out of stack)
     ("reports.create", "report_data", nested(3000), "nested more than"),
     ("reports.update", "report_data", nested(MAX_JSON_DEPTH), "nested more than"),
@@ -363,9 +354,7 @@ HOSTILE_VALUES = [
     ("reports.add_certification", "documents_completed", [nested(3000)], "nested more than"),
     ("chat.create_session", "context_data", nested(3000), "nested more than"),
     ("analyses.save_finance", "cash_flow_timeline", nested(3000), "nested more than"),
-    pytest.param(
-        "chat.add_message", "sources", [nested(MAX_JSON_DEPTH)], "nested", marks=SOURCES_BYPASS
-    ),
+    ("chat.add_message", "sources", [nested(MAX_JSON_DEPTH)], "nested"),
     # 6. instants timestamptz cannot hold through the driver (a raw "date value out of range")
     ("analyses.record_export", "exported_at", datetime(1, 1, 1, tzinfo=PLUS_14), "out of range"),
     ("analyses.record_export", "exported_at", datetime.max.replace(tzinfo=UTC), "out of range"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -11,9 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.errors import InvalidDataError, NotFoundError
-from exportsathi_db.models import ChatMessage
+from exportsathi_db.repositories import executor
 from exportsathi_db.repositories.chat import ChatRepository
-from exportsathi_db.repositories.fastpath import driver
+from exportsathi_db.views import ChatMessageView
 from tests.factories import make_user
 from tests.repositories.test_chat import expire, new_chat, scalar
 from tests.statements import count_statements
@@ -58,8 +59,15 @@ async def test_add_message_moves_last_activity_and_slides_the_window(
             chat.id, user_id=user.id, role="user", content="HS code for turmeric?"
         )
     assert len(seen) == 1
-    assert isinstance(message, ChatMessage) and message.id.version == 7
+    assert isinstance(message, ChatMessageView) and message.id.version == 7
+    assert (message.session_id, message.role, message.content, message.sources) == (
+        chat.id,
+        "user",
+        "HS code for turmeric?",
+        None,
+    )
     now = await scalar(db_session, "SELECT now()")
+    assert message.created_at == now
     assert await activity(db_session, chat.id) == (now, now + timedelta(hours=2))
     row = await db_session.execute(
         text("SELECT session_id, role, content, sources FROM chat_messages WHERE id = :i"),
@@ -148,6 +156,9 @@ async def test_add_messages_is_one_statement_whatever_the_count_and_keeps_order(
     user, chat = await new_chat(db_session)
     repo = ChatRepository(db_session)
     batch = conversation(count)
+    # asyncpg looks the uuid[] type up once per connection, with statements of its own (jit
+    # off, the type query, jit back on): have it done before counting the repository's.
+    await executor.fetch(db_session, "SELECT $1::uuid[]", [])
     async with count_statements(db_session) as seen:
         added = await repo.add_messages(chat.id, user_id=user.id, messages=batch)
     assert len(seen) == 1
@@ -211,7 +222,6 @@ async def test_history_pages_back_from_the_latest_oldest_first(db_session: Async
     added = await repo.add_messages(chat.id, user_id=user.id, messages=conversation(7))
     await repo.add_message(other.id, user_id=user.id, role="user", content="elsewhere")
     await repo.add_message(chat.id, user_id=user.id, role="assistant", content="latest")
-    db_session.expunge_all()
     async with count_statements(db_session) as seen:
         page = await repo.history(chat.id, user_id=user.id, limit=3)
     assert [m.content for m in page] == ["message 5", "message 6", "latest"]
@@ -224,6 +234,30 @@ async def test_history_pages_back_from_the_latest_oldest_first(db_session: Async
     assert await repo.history(chat.id, user_id=user.id, before=added[0]) == []
     everything = await repo.history(chat.id, user_id=user.id)
     assert [m.content for m in everything] == [f"message {i}" for i in range(7)] + ["latest"]
+
+
+async def test_messages_are_frozen_read_models_equal_to_what_history_reads(
+    db_session: AsyncSession,
+) -> None:
+    user, chat = await new_chat(db_session)
+    repo = ChatRepository(db_session)
+    sources = [{"title": "DGFT", "url": "https://dgft.gov.in"}]
+    added = await repo.add_message(
+        chat.id, user_id=user.id, role="assistant", content="IEC first", sources=sources
+    )
+    [read] = await repo.history(chat.id, user_id=user.id)
+    assert read == added and read.sources == sources
+    assert [f.name for f in dataclasses.fields(ChatMessageView)] == [
+        "id",
+        "session_id",
+        "role",
+        "content",
+        "sources",
+        "created_at",
+    ]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.content = "changed"  # type: ignore[misc]
+    assert list(db_session.identity_map.values()) == [user]  # nothing of the repository's
 
 
 async def test_history_of_an_empty_foreign_or_expired_session(db_session: AsyncSession) -> None:
@@ -258,8 +292,9 @@ async def test_history_is_served_by_the_session_history_index(db_session: AsyncS
     async with count_statements(db_session) as sent:
         await repo.history(chat.id, user_id=user.id, limit=10, before=latest[0].id)
     [statement] = sent
-    raw = await driver(db_session)  # the statement goes straight to asyncpg: explain it there
-    plan = await raw.fetch("EXPLAIN " + statement, chat.id, user.id, 10, latest[0].id)
+    plan = await executor.fetch(
+        db_session, "EXPLAIN " + statement, chat.id, user.id, 10, latest[0].id
+    )
     lines = "\n".join(row[0] for row in plan)
     assert "ix_chat_messages_session_id_created_at" in lines
     assert "Sort" not in lines  # the index gives the order; no sort of the session's messages

@@ -63,31 +63,7 @@ def check_limit(limit: int, *, maximum: int = 1000) -> int:
     return limit
 
 
-# --- TEMPORARY: used by repositories not yet moved to `executor` (removed with them) ---
-import functools  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
-from typing import ParamSpec  # noqa: E402
-
-from exportsathi_db.errors import translate  # noqa: E402
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def translate_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except Exception as exc:
-            error = translate(exc)
-            if error is exc:
-                raise
-            raise error from exc
-
-    return wrapper
-
-
+# --- TEMPORARY: the reliability tests still call this; new code calls `metrics.add` ---
 async def bump_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas: Any) -> None:
     from exportsathi_db.repositories import metrics
 

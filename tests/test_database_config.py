@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 
 def test_pool_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # DB_ECHO makes SQLAlchemy add, once per process, a handler writing to the sys.stdout of the
+    # moment (this test's capture); restore the handlers so later echo tests see their output.
+    echo_logger = logging.getLogger("sqlalchemy.engine.Engine")
+    monkeypatch.setattr(echo_logger, "handlers", [*echo_logger.handlers])
     for name, value in {
         "DB_POOL_SIZE": "3",
         "DB_MAX_OVERFLOW": "7",

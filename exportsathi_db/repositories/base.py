@@ -62,9 +62,3 @@ def check_limit(limit: int, *, maximum: int = 1000) -> int:
         raise InvalidDataError("limit", f"must be an integer between 1 and {maximum}")
     return limit
 
-
-# --- TEMPORARY: the reliability tests still call this; new code calls `metrics.add` ---
-async def bump_metrics(session: AsyncSession, user_id: uuid.UUID, **deltas: Any) -> None:
-    from exportsathi_db.repositories import metrics
-
-    await metrics.add(session, user_id, **deltas)

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.errors import AlreadyExistsError
-from exportsathi_db.repositories.base import bump_metrics
+from exportsathi_db.repositories import metrics
 from exportsathi_db.repositories.users import UserRepository
 from tests.factories import PASSWORD_HASH, unique
 
@@ -45,7 +45,7 @@ async def test_concurrent_metric_increments_are_not_lost(
 
     async def bump() -> None:
         async with db.session_scope() as session:
-            await bump_metrics(session, user_id, reports_generated=1)
+            await metrics.add(session, user_id, reports_generated=1)
 
     await asyncio.gather(*(bump() for _ in range(200)))
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging.config
 
+from alembic.util import CommandError
 from sqlalchemy import Connection
+from sqlalchemy.engine import URL
 
 from alembic import context
 from exportsathi_db.database import DatabaseConnection
+from exportsathi_db.errors import ExportSathiDBError, translate
 from exportsathi_db.models import Base
 
 config = context.config
@@ -36,12 +39,27 @@ def run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
+    """The `alembic` command line's own engine. Its errors become a CommandError, which that
+    command line prints as one `FAILED: …` line (a missing database, TLS refused, a bad
+    DATABASE_URL …) instead of a traceback."""
     db = DatabaseConnection()
     try:
         async with db.engine.begin() as connection:
             await connection.run_sync(run_migrations)
+    except Exception as exc:
+        error = translate(exc, url=_url(db))
+        if isinstance(error, ExportSathiDBError):
+            raise CommandError(str(error)) from exc
+        raise
     finally:
         await db.dispose()
+
+
+def _url(db: DatabaseConnection) -> URL | None:
+    try:
+        return db.url
+    except Exception:  # the settings themselves are the problem
+        return None
 
 
 def main() -> None:

@@ -243,3 +243,21 @@ async def test_the_alembic_command_line_runs_its_own_loop(
     downgraded = await run(*config, "downgrade", "base", url=url, cwd=tmp_path, module="alembic")
     assert downgraded.code == 0, downgraded
     assert await tables(url) == {"alembic_version"}
+
+
+async def test_the_alembic_command_line_fails_in_one_line(
+    database_url: URL, tmp_path: Path
+) -> None:
+    name = f"no_such_db_{uuid.uuid4().hex[:8]}"
+    config = ("-c", str(ALEMBIC_INI))
+    result = await run(
+        *config,
+        "upgrade",
+        "head",
+        url=database_url.set(database=name),
+        cwd=tmp_path,
+        module="alembic",
+    )
+    assert result.code != 0 and "Traceback" not in result.printed
+    assert f'FAILED: the database "{name}" does not exist at 127.0.0.1:' in result.out
+    assert database_url.password is not None and database_url.password not in result.printed

@@ -176,13 +176,13 @@ async def test_a_connection_refuses_another_loop_until_disposed(database_url: UR
     db = DatabaseConnection(database_url)
     try:
         await _select_one(db)  # bound to this loop now, session factory built
-        with pytest.raises(ConfigurationError, match="another event loop"):
+        with pytest.raises(ConfigurationError, match="another running event loop"):
             await _in_another_loop(lambda: _select_one(db))
 
         async def engine() -> object:
             return db.engine
 
-        with pytest.raises(ConfigurationError, match="another event loop"):
+        with pytest.raises(ConfigurationError, match="another running event loop"):
             await _in_another_loop(engine)
         assert await check_db_connection(db) is True
 

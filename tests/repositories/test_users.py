@@ -226,3 +226,35 @@ async def test_create_flushes_pending_changes_first(db_session: AsyncSession) ->
     db_session.add(pending)
     await UserRepository(db_session).create(**_new_user())
     assert await _user_count(db_session) == 2
+
+
+async def test_login_is_one_statement_and_a_failed_password_check_rolls_it_back(
+    db: object,
+) -> None:
+    from exportsathi_db.database import DatabaseConnection
+
+    assert isinstance(db, DatabaseConnection)
+    async with db.session_scope() as session:
+        user = await UserRepository(session).create(**_new_user())
+    try:
+        async with db.session_scope() as session:
+            repo = UserRepository(session)
+            assert await repo.login("nobody@example.in") is None
+            logged = await repo.login(user.email.upper())
+            assert logged is not None and logged.id == user.id
+            assert logged.last_login is not None and logged.password_hash == PASSWORD_HASH
+
+        class WrongPassword(Exception):
+            pass
+
+        with pytest.raises(WrongPassword):
+            async with db.session_scope() as session:
+                again = await UserRepository(session).login(user.email)
+                assert again is not None and again.last_login != logged.last_login
+                raise WrongPassword  # the caller's password check failed
+        async with db.session_scope() as session:
+            stamped = await UserRepository(session).get(user.id)
+        assert stamped.last_login == logged.last_login  # the failed attempt left no stamp
+    finally:
+        async with db.session_scope() as session:
+            await UserRepository(session).delete(user.id)

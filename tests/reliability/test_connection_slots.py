@@ -12,24 +12,24 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from exportsathi_db.embedded import LocalServer
 from exportsathi_db.errors import DatabaseUnavailableError, location
+from exportsathi_db.servers import TemporaryCluster
 from tests.reliability.support import connect
-from tests.servers import admin_connection, append_conf, pg_ctl, throwaway_server
+from tests.servers import admin_connection
 from tests.test_cli import one_clean_error_line, run
 
 
 @pytest.fixture(scope="module")
-def tiny_server() -> Iterator[LocalServer]:
+def tiny_server() -> Iterator[TemporaryCluster]:
     """A throwaway server with three connection slots, none of them kept for superusers."""
-    with throwaway_server() as server:
-        append_conf(server, {"max_connections": 3, "superuser_reserved_connections": 0})
-        pg_ctl(server, "restart", "-m", "fast")
+    with TemporaryCluster() as server:
+        server.configure({"max_connections": 3, "superuser_reserved_connections": 0})
+        server.restart()
         yield server
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def full(tiny_server: LocalServer) -> AsyncIterator[URL]:
+async def full(tiny_server: TemporaryCluster) -> AsyncIterator[URL]:
     """The server's URL while every one of its slots is held by another client."""
     url = tiny_server.url()
     held: list[asyncpg.Connection] = []

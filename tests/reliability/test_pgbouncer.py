@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from exportsathi_db.embedded import LocalServer
 from exportsathi_db.repositories.base import bump_metrics
 from exportsathi_db.repositories.users import UserRepository
+from exportsathi_db.servers import TemporaryCluster
 from tests.factories import PASSWORD_HASH, unique
 from tests.reliability.support import connect
 from tests.servers import admin_connection, pgbouncer
@@ -32,7 +32,7 @@ WORKERS, UNITS_PER_WORKER = 50, 20  # 1,000 units of work over 50 concurrent tas
 
 
 @pytest.fixture(scope="module")
-def bouncer_url(own_server: LocalServer, own_url: URL) -> Iterator[URL]:
+def bouncer_url(own_server: TemporaryCluster, own_url: URL) -> Iterator[URL]:
     """The migrated database, reached through PgBouncer (5 server connections per pool)."""
     with pgbouncer(own_server) as url:
         yield url.set(database=own_url.database)

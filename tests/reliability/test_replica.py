@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.dependencies import ReadDbSession, add_error_handlers
-from exportsathi_db.embedded import LocalServer
 from exportsathi_db.errors import ReadOnlyError
 from exportsathi_db.repositories.users import UserRepository
+from exportsathi_db.servers import HotStandby, TemporaryCluster
 from tests.factories import PASSWORD_HASH, unique
 from tests.reliability.support import connect
-from tests.servers import admin_connection, pg_ctl, streaming_replica, wait_replica_caught_up
+from tests.servers import admin_connection, wait_replica_caught_up
 
 PROFILE: dict[str, Any] = {
     "password_hash": PASSWORD_HASH,
@@ -33,15 +33,15 @@ PROFILE: dict[str, Any] = {
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def replica(own_server: LocalServer, own_url: URL) -> AsyncIterator[LocalServer]:
+async def replica(own_server: TemporaryCluster, own_url: URL) -> AsyncIterator[HotStandby]:
     """A hot standby of `own_server` (made after the migrations), caught up."""
-    with streaming_replica(own_server) as server:
+    with HotStandby(own_server) as server:
         await wait_replica_caught_up(own_url, server.url(own_url.database or ""))
         yield server
 
 
 @pytest.fixture
-def replica_url(replica: LocalServer, own_url: URL) -> URL:
+def replica_url(replica: HotStandby, own_url: URL) -> URL:
     """The migrated database, on the replica."""
     return replica.url(own_url.database or "")
 
@@ -108,7 +108,7 @@ async def test_a_primary_commit_reaches_the_replica(db: DatabaseConnection) -> N
 
 async def test_a_stopped_replica_falls_back_to_the_primary(
     db: DatabaseConnection,
-    replica: LocalServer,
+    replica: HotStandby,
     own_url: URL,
     replica_url: URL,
     caplog: pytest.LogCaptureFixture,
@@ -126,7 +126,7 @@ async def test_a_stopped_replica_falls_back_to_the_primary(
         async with db.read_scope() as session:  # within the retry delay: straight to the primary
             assert not (await _where(session))[0]
     finally:
-        await asyncio.to_thread(pg_ctl, replica, "start")
+        await asyncio.to_thread(replica.start)
         await wait_replica_caught_up(own_url, replica_url)
 
 

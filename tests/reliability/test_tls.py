@@ -9,32 +9,26 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from exportsathi_db.embedded import LocalServer
 from exportsathi_db.errors import ConfigurationError
+from exportsathi_db.servers import TemporaryCluster
 from tests.reliability.support import connect
-from tests.servers import (
-    enable_tls,
-    missing,
-    self_signed_certificate,
-    throwaway_server,
-    tls_bin_dir,
-)
+from tests.servers import enable_tls, missing, self_signed_certificate, tls_bin_dir
 
 SSL_IN_USE = text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
 
 
 @pytest.fixture(scope="module")
-def tls_server() -> Iterator[tuple[LocalServer, Path]]:
+def tls_server() -> Iterator[tuple[TemporaryCluster, Path]]:
     """A throwaway server with `ssl = on` and a certificate made here; (server, certificate)."""
     bin_dir = tls_bin_dir()
     if bin_dir is None:
         missing("no PostgreSQL server built with OpenSSL (apt-get install postgresql-15)")
-    with throwaway_server(bin_dir) as server:
+    with TemporaryCluster(bin_dir=bin_dir) as server:
         yield server, enable_tls(server)
 
 
 @pytest.fixture
-def url(tls_server: tuple[LocalServer, Path], monkeypatch: pytest.MonkeyPatch) -> URL:
+def url(tls_server: tuple[TemporaryCluster, Path], monkeypatch: pytest.MonkeyPatch) -> URL:
     for name in ("PGSSLROOTCERT", "PGSSLMODE", "PGSSLCERT", "PGSSLKEY"):
         monkeypatch.delenv(name, raising=False)
     return tls_server[0].url()
@@ -76,7 +70,7 @@ async def test_verify_full_without_a_root_certificate_is_a_configuration_error(
 
 
 async def test_verify_full_accepts_the_certificate_once_trusted(
-    url: URL, tls_server: tuple[LocalServer, Path], monkeypatch: pytest.MonkeyPatch
+    url: URL, tls_server: tuple[TemporaryCluster, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PGSSLROOTCERT", str(tls_server[1]))
     assert await _ssl_in_use(url.set(query={"sslmode": "verify-full"}))

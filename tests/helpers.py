@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
@@ -11,18 +9,11 @@ from starlette.types import ASGIApp
 
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.models import User
+from exportsathi_db.servers import free_port as free_port  # a dead port, for the tests
 from tests.factories import PASSWORD_HASH
 
 # A password that must never show in any output, message, repr or log.
 CANARY = "Canary-pw-7Qz9-never-print"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 where nothing listens."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def new_user(email: str) -> User:

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from exportsathi_db.database import DatabaseConnection
-from exportsathi_db.repositories import UserRepository
+from exportsathi_db.repositories import ChatRepository, ReportRepository, UserRepository
 from tests.factories import PASSWORD_HASH, unique
 
 UNITS = 1000
@@ -52,9 +52,33 @@ async def test_repository_units_of_work_leave_no_cyclic_garbage(db: DatabaseConn
         async with db.read_scope() as session:
             return await UserRepository(session).get(user.id)
 
+    async with db.session_scope() as session:
+        report = await ReportRepository(session).create(
+            user_id=user.id,
+            product_name="Coir mats",
+            destination_country="Germany",
+            report_data={"score": 61},
+        )
+        await ReportRepository(session).add_certification(
+            report.id,
+            user_id=user.id,
+            certification_id="CE",
+            certification_name="CE marking",
+            certification_type="regulatory",
+        )
+        chat = await ChatRepository(session).create_session(user_id=user.id, ttl=None)
+
+    async def report_page_and_chat_turn() -> object:
+        async with db.session_scope() as session:
+            await ReportRepository(session).get_full(report.id, user_id=user.id)
+            chats = ChatRepository(session)
+            await chats.add_message(chat.id, user_id=user.id, role="user", content="CE?")
+            return await chats.history(chat.id, user_id=user.id, limit=5)
+
     try:
         assert await _garbage_of(login) == Counter()
         assert await _garbage_of(read) == Counter()
+        assert await _garbage_of(report_page_and_chat_turn) == Counter()
     finally:
         async with db.session_scope() as session:
             await UserRepository(session).delete(user.id)

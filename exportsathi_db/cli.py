@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import statistics
 import sys
 import time
@@ -15,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from exportsathi_db.database import DatabaseConnection
+from exportsathi_db.embedded import EmbeddedCluster, EmbeddedServerError
 from exportsathi_db.errors import DatabaseUnavailableError, ExportSathiDBError, location, translate
 from exportsathi_db.migrations import (
     check_known_revision,
@@ -95,6 +97,50 @@ async def _seed(db: DatabaseConnection, args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_status(_args: argparse.Namespace) -> int:
+    """pg_ctl's convention: 0 when running, 3 when not."""
+    status = EmbeddedCluster().status()
+    version = f"PostgreSQL {status.version}" if status.version else "no data yet"
+    pid = f", pid {status.pid}" if status.pid else ""
+    print(f"embedded server: {status.state} ({version}{pid})")
+    print(f"data:   {status.data_dir}")
+    print(f"socket: {status.socket_dir} (port {status.port})")
+    print(f"log:    {status.log_file}")
+    if os.environ.get("DATABASE_URL"):
+        print("note:   DATABASE_URL is set, so the package does not use this server")
+    return 0 if status.running else 3
+
+
+def _server_stop(_args: argparse.Namespace) -> int:
+    cluster = EmbeddedCluster()
+    if not cluster.status().running:
+        print(f"embedded server in {cluster.data_dir}: not running")
+        return 0
+    cluster.stop()
+    print(f"embedded server in {cluster.data_dir}: stopped")
+    return 0
+
+
+def _server_reset(args: argparse.Namespace) -> int:
+    cluster = EmbeddedCluster()
+    if not args.yes:
+        print(
+            f"refusing to delete {cluster.data_dir} and all its data without --yes",
+            file=sys.stderr,
+        )
+        return 2
+    cluster.reset()
+    print(f"embedded server in {cluster.data_dir}: deleted; the next command creates it anew")
+    return 0
+
+
+# The embedded default server's own commands: they never connect to DATABASE_URL.
+SERVER_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "status": (_server_status, "show the embedded server: running or not, version, paths"),
+    "stop": (_server_stop, "stop the embedded server (it starts again on next use)"),
+    "reset": (_server_reset, "stop the embedded server and delete its data (needs --yes)"),
+}
+
 Command = Callable[[DatabaseConnection, argparse.Namespace], Awaitable[int]]
 COMMANDS: dict[str, tuple[Command, str]] = {
     "init": (_init, "migrate the database to the latest schema (idempotent)"),
@@ -110,9 +156,10 @@ def _parser() -> argparse.ArgumentParser:
         description="ExportSathi database tool. Uses DATABASE_URL, or the embedded default.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_, help_text) in COMMANDS.items():
+    helps = {name: text for name, (_, text) in (COMMANDS | SERVER_COMMANDS).items()}
+    for name, help_text in helps.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        if name == "drop":
+        if name in ("drop", "reset"):
             command.add_argument("--yes", action="store_true", help="do not ask")
         if name == "seed":
             command.add_argument("--rows", type=int, default=10_000, help="default 10000")
@@ -125,7 +172,7 @@ def _failure(error: BaseException, db: DatabaseConnection) -> str:
     if isinstance(error, ValidationError):
         first = error.errors()[0]
         return f"invalid setting {str(first['loc'][0]).upper()}: {first['msg']}"
-    if type(error).__name__ == "EmbeddedServerError":
+    if isinstance(error, EmbeddedServerError):
         return str(error)
     try:
         url: URL | None = db.url  # parsed and checked: its host holds no userinfo
@@ -155,7 +202,15 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    # DB_ECHO: SQLAlchemy prints statements with its own handler; not again through root's.
+    logging.getLogger("sqlalchemy.engine.Engine").propagate = False
     args = _parser().parse_args(argv)
+    if args.command in SERVER_COMMANDS:
+        try:
+            return SERVER_COMMANDS[args.command][0](args)
+        except EmbeddedServerError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:

@@ -285,6 +285,8 @@ async def seed(
             plan.user_ids,
         )
         bar.update(plan.reports)
+        bar.total = bar.n  # the total was an estimate: end the bar at 100%, not at 99%
+        bar.refresh()
     await raw.execute("ANALYZE")
     return SeedSummary(done)
 

@@ -122,3 +122,46 @@ def test_default_server_version_mismatch(monkeypatch: pytest.MonkeyPatch, base_d
     monkeypatch.delenv("EXPORTSATHI_PG_BIN")
     with pytest.raises(EmbeddedServerError, match=r"PostgreSQL 15 .* are PostgreSQL \d+"):
         ensure_default_server(data_dir)
+
+
+def _cli(data_dir: Path, *args: str) -> tuple[int, str, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["EXPORTSATHI_DATA_DIR"] = str(data_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "exportsathi_db", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_cli_status_stop_and_reset_of_the_embedded_server(base_dir: Path) -> None:
+    data_dir = base_dir / "pgdata"
+    code, out, _ = _cli(data_dir, "status")
+    assert code == 3 and "not-initialized" in out and str(data_dir) in out
+    assert f"log:    {data_dir / 'server.log'}" in out
+
+    assert _cli(data_dir, "init")[0] == 0  # creates and starts it
+    try:
+        code, out, _ = _cli(data_dir, "status")
+        assert code == 0 and "running (PostgreSQL" in out and str(base_dir / "run") in out
+
+        code, out, _ = _cli(data_dir, "stop")
+        assert code == 0 and "stopped" in out
+        assert EmbeddedCluster(data_dir).status().state == "stopped"
+        assert "not running" in _cli(data_dir, "stop")[1]
+
+        code, _, err = _cli(data_dir, "reset")  # no --yes: nothing deleted
+        assert code == 2 and "--yes" in err and data_dir.exists()
+        code, out, _ = _cli(data_dir, "reset", "--yes")
+        assert code == 0 and not data_dir.exists()
+        assert _cli(data_dir, "status")[0] == 3
+    finally:
+        EmbeddedCluster(data_dir).stop()

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # after use("Agg")
 SERIES = {"asyncpg": "#4c72b0", "repo": "#55a868", "orm": "#c44e52", "asyncpg COPY": "#8172b2"}
 SHORT = {
     "login": "1 login",
+    "login_two_statements": "1b old login",
     "dashboard": "2 dashboard",
     "new_report": "3 new report",
     "report_page": "4 report page",

@@ -1,9 +1,13 @@
-"""`python -m benchmarks.run [--scale small|large|both] [--quick] [--out benchmarks/results]`
+"""`python -m benchmarks.run [--scale small|large|both] [--quick] [--no-http] [--out DIR]
+[--update]`
 
 Builds its own databases (on DATABASE_URL's server, else a throwaway local one), seeds them at
 about 10^4 and 10^6 rows, then times the request-shaped scenarios through the repositories,
-through hand-written asyncpg and through plain SQLAlchemy ORM, interleaved in one process.
-Writes BENCHMARKS.md and benchmarks/plot.png (`--quick`: only under --out, as a smoke run).
+through hand-written asyncpg and through plain SQLAlchemy ORM, interleaved in one process,
+then (when `wrk` and uvicorn are installed) the example app over HTTP against the same app on
+raw asyncpg. Writes results.json, plot.png and BENCHMARKS.md under --out (default
+benchmarks/results/, not committed); `--update` also overwrites the committed BENCHMARKS.md
+and benchmarks/plot.png.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from benchmarks import environment, report
+from benchmarks import http as http_bench
 from benchmarks.fixtures import (
+    OLD_LOGIN,
     REQUEST_SCENARIOS,
     Fixtures,
     Scenarios,
@@ -32,7 +38,7 @@ from benchmarks.fixtures import (
 )
 from benchmarks.scenarios_asyncpg import AsyncpgScenarios, create_pool
 from benchmarks.scenarios_orm import OrmScenarios, create_engine
-from benchmarks.scenarios_repo import RepoScenarios, opened
+from benchmarks.scenarios_repo import opened
 from benchmarks.timing import interleaved, interleaved_throughput, summary
 
 SCALES = {"small": 10_000, "large": 1_000_000}
@@ -48,12 +54,14 @@ class Params:
     bulk_iterations: int = 30
     bulk_batch: int = 3
     bulk_warmup: int = 3
-    rounds: int = 3  # concurrency rounds per implementation
-    tasks: int = 200
-    per_task: int = 5  # operations of each concurrent task per round
+    rounds: int = 5  # concurrency rounds per implementation and level
+    # (concurrent tasks, operations of each task per round): about 1,000 operations a round
+    concurrency: tuple[tuple[int, int], ...] = ((50, 20), (200, 5))
+    http_seconds: int = 10  # per wrk run
+    http_rounds: int = 3  # wrk runs per app and worker count, interleaved
 
 
-QUICK = Params(20, 5, 3, 3, 1, 1, 1, 200, 1)
+QUICK = Params(20, 5, 3, 3, 1, 1, 1, ((50, 1), (200, 1)), 2, 1)
 
 
 def _log(message: str) -> None:
@@ -61,17 +69,19 @@ def _log(message: str) -> None:
 
 
 async def measure(
-    impls: dict[str, Scenarios], read_scope: RepoScenarios, fx: Fixtures, p: Params
+    impls: dict[str, Scenarios], read_only: dict[str, Scenarios], fx: Fixtures, p: Params
 ) -> dict[str, Any]:
-    """Every scenario on every implementation; summaries plus the raw samples (ms)."""
+    """Every scenario on every implementation; summaries plus the raw samples (ms).
+    `read_only`: the variants that also run the read-only scenarios (read_scope() and raw
+    asyncpg's BEGIN READ ONLY ... ROLLBACK)."""
     out: dict[str, Any] = {"scenarios": {}, "bulk": {}, "concurrency": {}, "samples": {}}
-    for name in REQUEST_SCENARIOS:
-        chosen = {**impls, read_scope.name: read_scope} if name in READ_ONLY else impls
-        ops = {key: scenario_ops(impl, fx)[name] for key, impl in chosen.items()}
+    for name in (*REQUEST_SCENARIOS, OLD_LOGIN):
+        chosen = {**impls, **read_only} if name in READ_ONLY else impls
+        ops = {key: op for key, impl in chosen.items() if (op := scenario_ops(impl, fx).get(name))}
         _log(f"  {name}: {len(ops)} implementations x {p.iterations} calls")
         times = await interleaved(ops, iterations=p.iterations, batch=p.batch, warmup=p.warmup)
-        out["scenarios"][name] = {key: summary(t) for key, t in times.items()}
-        out["samples"][name] = {key: [s * 1000 for s in t] for key, t in times.items()}
+        out["scenarios"][name] = {key: summary(*t) for key, t in times.items()}
+        out["samples"][name] = {key: [s * 1000 for s in t[0]] for key, t in times.items()}
     raw = impls["asyncpg"]
     assert isinstance(raw, AsyncpgScenarios)
     messages = chat_messages(BULK_ROWS["add_messages"])
@@ -87,21 +97,26 @@ async def measure(
         )
         out["bulk"][name] = {}
         for key, t in times.items():
-            stats = summary(t)
+            stats = summary(*t)
             stats |= {"rows": rows, "rows_per_s": rows / (stats["median_ms"] / 1000)}
             out["bulk"][name][key] = stats
-        out["samples"][name] = {key: [s * 1000 for s in t] for key, t in times.items()}
-    _log(f"  concurrency: {p.rounds} rounds of {p.tasks} tasks x {p.per_task} operations")
+        out["samples"][name] = {key: [s * 1000 for s in t[0]] for key, t in times.items()}
     ops = {key: mixed_op(impl, fx) for key, impl in impls.items()}
-    per_round = await interleaved_throughput(
-        ops, rounds=p.rounds, tasks=p.tasks, per_task=p.per_task
-    )
-    for key, values in per_round.items():
-        out["concurrency"][key] = {
-            "ops_per_s": statistics.median(ops_s for ops_s, _ in values),
-            "cpu_ms_per_op": statistics.median(cpu for _, cpu in values),
-            "rounds": values,
-        }
+    start = 0
+    for tasks, per_task in p.concurrency:
+        _log(f"  concurrency: {p.rounds} rounds of {tasks} tasks x {per_task} operations")
+        per_round = await interleaved_throughput(
+            ops, rounds=p.rounds, tasks=tasks, per_task=per_task, start=start
+        )
+        start += (p.rounds + 2) * tasks * per_task
+        level: dict[str, Any] = {"tasks": tasks, "per_task": per_task}
+        for key, values in per_round.items():
+            level[key] = {
+                "ops_per_s": statistics.median(ops_s for ops_s, _ in values),
+                "cpu_ms_per_op": statistics.median(cpu for _, cpu in values),
+                "rounds": values,
+            }
+        out["concurrency"][str(tasks)] = level
     return out
 
 
@@ -114,11 +129,17 @@ async def run_scale(admin_url: URL, scale: str, p: Params) -> dict[str, Any]:
         seed_seconds = await environment.seed_database(url, rows)
         async with opened(url) as (repo, read_scope):
             fx = await make_fixtures(repo.db)
-            raw = AsyncpgScenarios(await create_pool(url, min_size=10, max_size=30))
+            pool = await create_pool(url, min_size=10, max_size=20)
+            raw = AsyncpgScenarios(pool)
+            raw_read_only = AsyncpgScenarios(pool, read_only=True, owns_pool=False)
             orm = OrmScenarios(create_engine(url))
             try:
                 impls: dict[str, Scenarios] = {"asyncpg": raw, "repo": repo, "orm": orm}
-                result = await measure(impls, read_scope, fx, p)
+                read_only: dict[str, Scenarios] = {
+                    raw_read_only.name: raw_read_only,
+                    read_scope.name: read_scope,
+                }
+                result = await measure(impls, read_only, fx, p)
             finally:
                 await raw.close()
                 await orm.close()
@@ -127,11 +148,15 @@ async def run_scale(admin_url: URL, scale: str, p: Params) -> dict[str, Any]:
         await environment.drop_database(admin_url, url)
 
 
-async def run(admin_url: URL, scales: list[str], p: Params, quick: bool) -> dict[str, Any]:
+async def run(
+    admin_url: URL, scales: list[str], p: Params, quick: bool, http: bool
+) -> dict[str, Any]:
     results: dict[str, Any] = {"params": asdict(p), "quick": quick, "scales": {}}
     results["environment"] = await environment.describe(admin_url)
     for scale in scales:
         results["scales"][scale] = await run_scale(admin_url, scale, p)
+    if http:
+        results["http"] = await http_bench.run(admin_url, p, log=_log)
     if "large" in scales:
         _log("[seed memory] python -m exportsathi_db seed --rows 1000000 --quiet")
         results["seed_rss"] = await environment.seed_peak_rss(admin_url, SCALES["large"])
@@ -142,16 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--scale", choices=["small", "large", "both"], default="both")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few calls, small only")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP (wrk) comparison")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="also overwrite the committed BENCHMARKS.md and benchmarks/plot.png",
+    )
     args = parser.parse_args(argv)
+    if args.update and args.quick:
+        parser.error("--update publishes a full run's numbers; it cannot go with --quick")
     scales = ["small", "large"] if args.scale == "both" else [args.scale]
     params, scales = (QUICK, ["small"]) if args.quick else (Params(), scales)
     began = time.perf_counter()
     with environment.server() as admin_url:
-        results = asyncio.run(run(admin_url, scales, params, args.quick))
+        results = asyncio.run(run(admin_url, scales, params, args.quick, not args.no_http))
     results["runtime_s"] = time.perf_counter() - began
     results["environment"]["load_at_end"] = os.getloadavg()[0]
-    written = report.write(results, out=args.out, publish=not args.quick)
+    written = report.write(results, out=args.out, publish=args.update)
     for path in written:
         _log(f"wrote {path}")
     _log(f"done in {results['runtime_s']:.0f} s")

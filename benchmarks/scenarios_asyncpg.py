@@ -1,9 +1,21 @@
-"""The baseline: the same statements and transactions, hand-written on a raw asyncpg pool."""
+"""The baseline: the same statements and transactions as the repositories, hand-written on a
+raw asyncpg pool, as a careful developer would write them.
+
+Like for like with the repositories' unit of work:
+- the same SQL text (benchmarks/asyncpg_sql.py imports it), the same round trips;
+- `BEGIN … COMMIT` (`conn.transaction()`) around every unit, as `session_scope()` sends;
+  the `read_only` variant sends `BEGIN READ ONLY … ROLLBACK`, as `read_scope()` does;
+- no reset query on release: asyncpg's pool by default sends `pg_advisory_unlock_all(); CLOSE
+  ALL; UNLISTEN *; RESET ALL` (one more round trip) when a connection goes back, which
+  SQLAlchemy's pool does not (its reset is a ROLLBACK, sent only if a transaction is open).
+  `create_pool(reset=None)` means "the default reset", so a do-nothing `reset` coroutine it is.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +27,7 @@ from benchmarks.fixtures import REPORT_DATA
 from benchmarks.scenarios_repo import ANSWER, QUESTION
 
 MESSAGE_COLUMNS = ["id", "session_id", "role", "content", "sources"]
+CHAT_TTL = timedelta(hours=24)
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -25,11 +38,16 @@ def _decode_jsonb(data: bytes) -> Any:
     return json.loads(data[1:])
 
 
-async def _init(conn: asyncpg.Connection) -> None:
-    """JSONB to and from Python values, in binary format so COPY can use it too."""
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """JSONB to and from Python values, in binary format so COPY can use it too (the codec
+    SQLAlchemy installs on the repositories' connections does the same work)."""
     await conn.set_type_codec(
         "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
     )
+
+
+async def no_reset(_conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (an open transaction is still rolled back)."""
 
 
 def connect_kwargs(url: URL) -> dict[str, Any]:
@@ -44,9 +62,13 @@ def connect_kwargs(url: URL) -> dict[str, Any]:
     }
 
 
-async def create_pool(url: URL, *, min_size: int = 10, max_size: int = 30) -> asyncpg.Pool:
+async def create_pool(url: URL, *, min_size: int = 10, max_size: int = 20) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        **connect_kwargs(url), min_size=min_size, max_size=max_size, init=_init
+        **connect_kwargs(url),
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        reset=no_reset,
     )
     return pool
 
@@ -58,12 +80,22 @@ def _arrays(messages: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 class AsyncpgScenarios:
-    name = "asyncpg"
+    """`read_only=True`: the reading scenarios in `BEGIN READ ONLY … ROLLBACK` (what
+    `read_scope()` sends) instead of `BEGIN … COMMIT`."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, read_only: bool = False, owns_pool: bool = True):
         self.pool = pool
+        self.read_only = read_only
+        self.owns_pool = owns_pool
+        self.name = "asyncpg (read only)" if read_only else "asyncpg"
 
     async def login(self, email: str) -> Any:
+        async with self.pool.acquire() as conn, conn.transaction():
+            user = await conn.fetchrow(sql.LOGIN, email)
+        assert user is not None
+        return user["id"]
+
+    async def login_two_statements(self, email: str) -> Any:
         async with self.pool.acquire() as conn, conn.transaction():
             user = await conn.fetchrow(sql.GET_BY_EMAIL, email)
             assert user is not None
@@ -72,26 +104,54 @@ class AsyncpgScenarios:
         return user["id"]
 
     async def dashboard(self, user_id: uuid.UUID) -> Any:
-        async with self.pool.acquire() as conn, conn.transaction():
-            user = await conn.fetchrow(sql.GET_USER, user_id)
-            metrics = await conn.fetchrow(sql.GET_METRICS, user_id)
-            reports = await conn.fetch(sql.LIST_REPORTS, user_id, 21)
+        async with self.pool.acquire() as conn:
+            if self.read_only:
+                tx = conn.transaction(readonly=True)
+                await tx.start()
+                try:
+                    user = await conn.fetchrow(sql.GET_USER, user_id)
+                    metrics = await conn.fetchrow(sql.GET_METRICS, user_id)
+                    reports = await conn.fetch(sql.LIST_REPORTS, user_id, 21)
+                finally:
+                    await tx.rollback()
+            else:
+                async with conn.transaction():
+                    user = await conn.fetchrow(sql.GET_USER, user_id)
+                    metrics = await conn.fetchrow(sql.GET_METRICS, user_id)
+                    reports = await conn.fetch(sql.LIST_REPORTS, user_id, 21)
         assert user is not None and metrics is not None
-        return user["id"], metrics["reports_generated"] or 0, len(reports[:20])
+        return user["id"], metrics[sql.METRICS_REPORTS_GENERATED], len(reports[:20])
 
     async def new_report(self, user_id: uuid.UUID) -> Any:
-        product, dest, new_id = "Organic turmeric powder", "United States", uuid_utils.uuid7()
-        args = (new_id, user_id, product, dest, "0910.30", 35, REPORT_DATA, uuid_utils.uuid7())
+        given = {
+            "product_name": "Organic turmeric powder",
+            "destination_country": "United States",
+            "hs_code": "0910.30",
+            "risk_score": 35,
+            "report_data": REPORT_DATA,
+            "status": "completed",
+        }
+        args = [given.get(name) for name in sql.REPORT_SETTABLE]
+        new_id, metrics_id = uuid_utils.uuid7(), uuid_utils.uuid7()
         async with self.pool.acquire() as conn, conn.transaction():
-            report = await conn.fetchrow(sql.CREATE_REPORT, *args)
+            report = await conn.fetchrow(sql.CREATE_REPORT, new_id, user_id, metrics_id, *args)
         assert report is not None
         return report["user_id"], report["status"]
 
     async def report_page(self, report_id: uuid.UUID, user_id: uuid.UUID) -> Any:
-        async with self.pool.acquire() as conn, conn.transaction():
-            report = await conn.fetchrow(sql.GET_FULL, report_id, user_id)
+        async with self.pool.acquire() as conn:
+            if self.read_only:
+                tx = conn.transaction(readonly=True)
+                await tx.start()
+                try:
+                    report = await conn.fetchrow(sql.GET_FULL, report_id, user_id)
+                finally:
+                    await tx.rollback()
+            else:
+                async with conn.transaction():
+                    report = await conn.fetchrow(sql.GET_FULL, report_id, user_id)
         assert report is not None
-        return tuple(len(report[k]) for k in ("certifications", "documents", "action_plan"))
+        return len(report[-3]), len(report[-2]), len(report[-1])
 
     async def chat_turn(self, session_id: uuid.UUID, user_id: uuid.UUID) -> Any:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -100,17 +160,16 @@ class AsyncpgScenarios:
                 added = await conn.fetchrow(sql.ADD_MESSAGE, session_id, user_id, *args)
                 assert added is not None
             rows = await conn.fetch(sql.HISTORY, session_id, user_id, 50)
-        history = [row for row in reversed(rows) if row["id"] is not None]
+        history = [row for row in reversed(rows) if row[1] is not None]
         return len(history), history[-1]["content"]
 
     async def save_action_plan(
         self, report_id: uuid.UUID, user_id: uuid.UUID, tasks: list[dict[str, Any]]
     ) -> Any:
-        columns = ("task_id", "day_number", "task_title", "task_description", "task_category")
-        arrays = [[t.get(c) for t in tasks] for c in (*columns, "completed")]
+        arrays = [[t.get(c) for t in tasks] for c in sql.PLAN_FIELDS]
         ids = [uuid_utils.uuid7() for _ in tasks]
         async with self.pool.acquire() as conn, conn.transaction():
-            saved = await conn.fetch(sql.SAVE_PLAN, ids, *arrays, report_id, user_id)
+            saved = await conn.fetch(sql.SAVE_PLAN, report_id, user_id, ids, *arrays)
         return len(saved)
 
     async def add_messages(
@@ -134,4 +193,5 @@ class AsyncpgScenarios:
         return int(status.split()[-1])
 
     async def close(self) -> None:
-        await self.pool.close()
+        if self.owns_pool:
+            await self.pool.close()

@@ -24,9 +24,12 @@ QUESTION = "Do I need a phytosanitary certificate for turmeric to the US?"
 ANSWER = "No for processed powder; yes for whole rhizomes. Check the USDA APHIS import rules."
 
 
-def connection(url: str | URL) -> DatabaseConnection:
-    """The package's DatabaseConnection with the default pool: 10 + 20 overflow."""
-    return DatabaseConnection(url, settings=Settings(db_pool_size=10, db_max_overflow=20))
+def connection(
+    url: str | URL, *, pool_size: int = 10, max_overflow: int = 10
+) -> DatabaseConnection:
+    """The package's DatabaseConnection, its pool 10..20 connections like the others'."""
+    settings = Settings(db_pool_size=pool_size, db_max_overflow=max_overflow)
+    return DatabaseConnection(url, settings=settings)
 
 
 class RepoScenarios:
@@ -42,6 +45,14 @@ class RepoScenarios:
         return self.db.read_scope() if self.read_scope else self.db.session_scope()
 
     async def login(self, email: str) -> Any:
+        """The repositories' best login: `login(email)`, one UPDATE … RETURNING."""
+        async with self.db.session_scope() as s:
+            user = await UserRepository(s).login(email)
+        assert user is not None
+        return user.id
+
+    async def login_two_statements(self, email: str) -> Any:
+        """The old way: `get_by_email`, then `record_login` (2 statements)."""
         async with self.db.session_scope() as s:
             users = UserRepository(s)
             user = await users.get_by_email(email)

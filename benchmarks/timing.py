@@ -14,22 +14,24 @@ Op = Callable[[int], Awaitable[Any]]
 
 async def interleaved(
     ops: dict[str, Op], *, iterations: int, batch: int, warmup: int
-) -> dict[str, list[float]]:
-    """Seconds per call of each op: `iterations` calls each, in round-robin batches of `batch`
-    whose order rotates every round."""
+) -> dict[str, tuple[list[float], list[float]]]:
+    """(wall seconds, process CPU seconds) per call of each op: `iterations` calls each, in
+    round-robin batches of `batch` whose order rotates every round."""
     names = list(ops)
     for name in names:
         for i in range(warmup):
             await ops[name](i)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
     rounds = -(-iterations // batch)
+    clock, cpu_clock = time.perf_counter, time.process_time
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            op = ops[name]
+            op, (walls, cpus) = ops[name], times[name]
             for k in range(min(batch, iterations - r * batch)):
-                start = time.perf_counter()
+                start, cpu = clock(), cpu_clock()
                 await op(warmup + r * batch + k)
-                times[name].append(time.perf_counter() - start)
+                cpus.append(cpu_clock() - cpu)
+                walls.append(clock() - start)
     return times
 
 
@@ -48,17 +50,17 @@ async def throughput(op: Op, *, tasks: int, per_task: int, start: int = 0) -> tu
 
 
 async def interleaved_throughput(
-    ops: dict[str, Op], *, rounds: int, tasks: int, per_task: int
+    ops: dict[str, Op], *, rounds: int, tasks: int, per_task: int, start: int = 0
 ) -> dict[str, list[tuple[float, float]]]:
     """(ops/s, CPU ms/op) of each implementation per round, the order rotating every round;
     a short concurrent warm-up first fills every pool."""
     names = list(ops)
     for name in names:
-        await throughput(ops[name], tasks=tasks, per_task=1)
+        await throughput(ops[name], tasks=tasks, per_task=1, start=start)
     result: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            offset = (r + 1) * tasks * per_task
+            offset = start + (r + 1) * tasks * per_task
             result[name].append(
                 await throughput(ops[name], tasks=tasks, per_task=per_task, start=offset)
             )
@@ -76,12 +78,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def summary(seconds: list[float]) -> dict[str, float]:
-    """Median, p95 and mean in milliseconds, and the number of samples."""
+def summary(seconds: list[float], cpu_seconds: list[float] | None = None) -> dict[str, float]:
+    """Median, p95 and mean in milliseconds, the number of samples, and (given the CPU time
+    of each call) this process's CPU milliseconds per call: total CPU time / calls."""
     ms = [s * 1000 for s in seconds]
-    return {
+    result = {
         "median_ms": statistics.median(ms),
         "p95_ms": percentile(ms, 0.95),
         "mean_ms": statistics.fmean(ms),
         "n": len(ms),
     }
+    if cpu_seconds:
+        result["cpu_ms_per_op"] = sum(cpu_seconds) * 1000 / len(cpu_seconds)
+    return result

@@ -1,20 +1,20 @@
 """The benchmark harness works: every scenario runs once per implementation (no timing), the
 implementations agree on what they read and write, the database holds what they wrote, and
-the raw asyncpg baseline keeps sending as many statements as the repositories do."""
+the raw asyncpg baseline keeps sending the same statements as the repositories do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import asyncpg
-import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 
 from benchmarks.fixtures import (
     BULK_SCENARIOS,
+    OLD_LOGIN,
     REQUEST_SCENARIOS,
     Scenarios,
     chat_messages,
@@ -27,7 +27,8 @@ from benchmarks.scenarios_orm import OrmScenarios, create_engine
 from benchmarks.scenarios_repo import ANSWER, RepoScenarios
 from exportsathi_db import DatabaseConnection, UserRepository
 
-BOOKKEEPING = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", ";", "SELECT 1")
+# asyncpg's once-per-connection type lookups (as tests/statements.py leaves them out)
+TYPE_LOOKUP = ("typeinfo_tree", "set_config('jit'")
 EXPECTED = {  # per scenario, what every implementation returns (the user id filled in below)
     "new_report": ("USER", "completed"),
     "report_page": (10, 5, 21),
@@ -54,13 +55,22 @@ async def test_every_scenario_runs_on_every_implementation(
     db: DatabaseConnection, database_url: URL
 ) -> None:
     fx = await make_fixtures(db, seeded=False)
-    raw = AsyncpgScenarios(await create_pool(database_url, min_size=1, max_size=2))
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    raw = AsyncpgScenarios(pool)
     orm = OrmScenarios(create_engine(database_url))
-    impls: list[Scenarios] = [RepoScenarios(db), RepoScenarios(db, read_scope=True), raw, orm]
+    impls: list[Scenarios] = [
+        RepoScenarios(db),
+        RepoScenarios(db, read_scope=True),
+        raw,
+        AsyncpgScenarios(pool, read_only=True, owns_pool=False),
+        orm,
+    ]
     try:
         assert await _counts(db, fx.user_id, fx.bulk_session_id) == (2, 2, 21, 0, 0)
-        for name in (*REQUEST_SCENARIOS, *BULK_SCENARIOS):
-            results = {impl.name: await scenario_ops(impl, fx)[name](0) for impl in impls}
+        for name in (*REQUEST_SCENARIOS, OLD_LOGIN, *BULK_SCENARIOS):
+            ops = {impl.name: op for impl in impls if (op := scenario_ops(impl, fx).get(name))}
+            assert len(ops) >= 2, name
+            results = {key: await op(0) for key, op in ops.items()}
             assert len({repr(result) for result in results.values()}) == 1, (name, results)
             expected = EXPECTED.get(name)
             if isinstance(expected, tuple):
@@ -71,9 +81,9 @@ async def test_every_scenario_runs_on_every_implementation(
         for impl in impls:
             for i in range(5):  # scenarios 1-5 as the concurrency mix runs them
                 await mixed_op(impl, fx)(i)
-        # 2 fixture reports + 4 + 4 new ones, each counted once; 21 + 4 x 21 tasks;
-        # 4 x 1,000 + 10 bulk messages; the login was recorded.
-        assert await _counts(db, fx.user_id, fx.bulk_session_id) == (10, 10, 105, 4010, 1)
+        # 2 fixture reports + 5 + 5 new ones, each counted once; 21 + 5 x 21 tasks;
+        # 5 x 1,000 + 10 bulk messages; the login was recorded.
+        assert await _counts(db, fx.user_id, fx.bulk_session_id) == (12, 12, 126, 5010, 1)
     finally:
         await raw.close()
         await orm.close()
@@ -82,53 +92,93 @@ async def test_every_scenario_runs_on_every_implementation(
     assert await _counts(db, fx.user_id, fx.bulk_session_id) == (0, 0, 0, 0, 0)
 
 
-@contextmanager
-def _statements(db: DatabaseConnection) -> Iterator[list[str]]:
-    """Statements sent inside the block on any path (SQLAlchemy, the repositories' fast path
-    on asyncpg, the raw baseline), leaving out transactions and the asyncpg pool's reset."""
-    sent: list[str] = []
+def _normal(statement: str) -> str:
+    return " ".join(statement.split()).rstrip(";").upper()
 
-    def record(statement: str) -> None:
-        if not statement.lstrip().upper().startswith(BOOKKEEPING) and "RESET ALL" not in statement:
-            sent.append(statement)
 
-    def sending(method: Any) -> Any:
-        async def wrapper(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
-            record(query)
-            return await method(self, query, *args, **kw)
+class _Recorder:
+    """Every statement sent while `recording()`: by the repositories (SQLAlchemy's
+    `before_cursor_execute` for the first one of a transaction, asyncpg's query logger for
+    the rest and for BEGIN/COMMIT/ROLLBACK) or by the raw baseline (the query logger added to
+    its pool's connection), as tests/statements.py counts; asyncpg's once-per-connection
+    type lookups left out."""
 
-        return wrapper
+    def __init__(self, db: DatabaseConnection) -> None:
+        self.engine = db.engine.sync_engine
+        self.sent: list[str] | None = None
+        self.drivers: set[Any] = set()
 
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        record(statement)
+    def on_query(self, query: Any) -> None:
+        if self.sent is not None and not any(m in query.query for m in TYPE_LOOKUP):
+            self.sent.append(_normal(query.query))
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", on_execute)
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
-            patch.setattr(asyncpg.Connection, name, sending(getattr(asyncpg.Connection, name)))
+    def on_execute(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if self.sent is not None:
+            self.sent.append(_normal(statement))
+
+    def on_checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver not in self.drivers:
+            driver.add_query_logger(self.on_query)
+            self.drivers.add(driver)
+
+    @asynccontextmanager
+    async def recording(self) -> AsyncIterator[list[str]]:
+        self.sent = sent = []
         try:
             yield sent
+            await asyncio.sleep(0.01)  # asyncpg calls query loggers with `call_soon`
         finally:
-            event.remove(db.engine.sync_engine, "before_cursor_execute", on_execute)
+            self.sent = None
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        event.listen(self.engine, "before_cursor_execute", self.on_execute)
+        event.listen(self.engine, "checkout", self.on_checkout)
+        try:
+            yield
+        finally:
+            event.remove(self.engine, "before_cursor_execute", self.on_execute)
+            event.remove(self.engine, "checkout", self.on_checkout)
+            for driver in self.drivers:
+                driver.remove_query_logger(self.on_query)
 
 
-async def test_raw_baseline_sends_as_many_statements_as_the_repositories(
+async def test_raw_baseline_sends_the_same_statements_as_the_repositories(
     db: DatabaseConnection, database_url: URL
 ) -> None:
-    """When a repository method gains or sheds a round trip, benchmarks/asyncpg_sql.py must
-    follow, or the comparison stops being like for like."""
+    """Like for like: per unit of work, raw asyncpg sends the very statements the repositories
+    send, BEGIN, COMMIT and ROLLBACK included (`session_scope()` against `conn.transaction()`,
+    `read_scope()` against BEGIN READ ONLY … ROLLBACK), and its pool no reset query. When a
+    repository method gains or sheds a round trip, benchmarks/ must follow."""
     fx = await make_fixtures(db, seeded=False)
-    raw = AsyncpgScenarios(await create_pool(database_url, min_size=1, max_size=1))
-    counts: dict[str, dict[str, int]] = {"repo": {}, "asyncpg": {}}
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    pairs = [
+        (RepoScenarios(db), AsyncpgScenarios(pool, owns_pool=False)),
+        (RepoScenarios(db, read_scope=True), AsyncpgScenarios(pool, read_only=True)),
+    ]
+    sent: dict[str, dict[str, list[str]]] = {}
+    recorder = _Recorder(db)
     try:
-        for impl in (RepoScenarios(db), raw):
-            for name in (*REQUEST_SCENARIOS, *BULK_SCENARIOS):
-                with _statements(db) as sent:
-                    await scenario_ops(impl, fx)[name](0)
-                counts[impl.name][name] = len(sent)
+        async with pool.acquire() as conn:  # the pool's one connection keeps its logger
+            conn.add_query_logger(recorder.on_query)
+        with recorder.listening():
+            for repo, raw in pairs:
+                for name in (*REQUEST_SCENARIOS, OLD_LOGIN, *BULK_SCENARIOS):
+                    for impl in (repo, raw):
+                        async with recorder.recording() as statements:
+                            await scenario_ops(impl, fx)[name](0)
+                        sent.setdefault(name, {})[impl.name] = sorted(statements)
     finally:
-        await raw.close()
+        await pool.close()
         async with db.session_scope() as s:
             await UserRepository(s).delete(fx.user_id)
-    assert counts["asyncpg"] == counts["repo"]
-    assert counts["repo"]["chat_turn"] == 3  # the counting itself works: 2 inserts + history
+    for name, by_impl in sent.items():
+        assert by_impl["asyncpg"] == by_impl["repo"], name
+        assert by_impl["asyncpg (read only)"] == by_impl["repo (read_scope)"], name
+    # the counting itself works: BEGIN, 2 inserts + history, COMMIT
+    assert len(sent["chat_turn"]["repo"]) == 5
+    assert sent["login"]["repo"].count("BEGIN") == 1
+    assert sent["login"]["repo"].count("COMMIT") == 1
+    assert "BEGIN READ ONLY" in sent["report_page"]["repo (read_scope)"]
+    assert "ROLLBACK" in sent["report_page"]["repo (read_scope)"]

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int | None = Field(None, ge=0)
     db_idle_in_transaction_timeout_ms: int | None = Field(None, ge=0)
     db_pgbouncer: bool = False
+    # Migrations (init, drop, the alembic command line). A DDL statement waiting for its table
+    # lock blocks every query queued behind it, so it waits at most this long (0: no limit),
+    # then the whole migration transaction is retried, up to DB_MIGRATION_LOCK_RETRIES times.
+    # A statement holding its lock may run for DB_MIGRATION_STATEMENT_TIMEOUT_MS (0: no limit).
+    db_migration_lock_timeout_ms: int = Field(2000, ge=0)
+    db_migration_statement_timeout_ms: int = Field(15_000, ge=0)
+    db_migration_lock_retries: int = Field(3, ge=0, le=20)
 
     @field_validator("database_url", "database_read_url")
     @classmethod

@@ -123,18 +123,23 @@ def _concurrency(scale: dict[str, Any], p: dict[str, Any]) -> list[str]:
         for impl in IMPLS:
             ops, cpu = level[impl]["ops_per_s"], level[impl]["cpu_ms_per_op"]
             passed = ok(ops >= CONCURRENCY_RATIO * raw) if impl == "repo" else ""
+            opened = level[impl].get("connections_opened", "-")
             rows.append([tasks, impl, f"{ops:,.0f}", f"{ops / raw:.2f}x", passed, f"{cpu:.2f}",
-                         f"{cpu / raw_cpu:.2f}x"])  # fmt: skip
+                         f"{cpu / raw_cpu:.2f}x", str(opened)])  # fmt: skip
     levels = ", ".join(f"{t} tasks x {n}" for t, n in p["concurrency"])
     intro = (
         f"Concurrent tasks each doing operations (scenarios 1-5 in turn, chat turns over 200 "
         f"seeded sessions) per round: {levels} operations; median of {p['rounds']} rounds, "
         "the implementations taking turns. Pools: 10 + 10 overflow (SQLAlchemy, repo and "
         "ORM), 10..20 (asyncpg). Client CPU: this process's CPU time per operation, which "
-        "bounds ops/s once the client's one core is saturated."
+        "bounds ops/s once the client's one core is saturated. Connections opened: new "
+        "server connections the pool opened during the rounds (SQLAlchemy's pool closes an "
+        "overflow connection that comes back while its 10 are idle, and opens a new one "
+        "when load rises again)."
     )
     header = ["tasks", "implementation", "ops/s", "vs asyncpg", f">= {CONCURRENCY_RATIO}x"]
-    return [intro, "", *_table([*header, "client CPU ms/op", "CPU vs asyncpg"], rows)]
+    header += ["client CPU ms/op", "CPU vs asyncpg"]
+    return [intro, "", *_table([*header, "connections opened"], rows)]
 
 
 def _http(http: dict[str, Any]) -> list[str]:
@@ -304,6 +309,12 @@ def markdown(results: dict[str, Any], plot_path: str) -> str:
     notes = [analysis.read_text()] if analysis.is_file() else []
     chart = ["## Median latency", "", f"![median latency]({plot_path})", ""]
     return "\n".join([*out, "", *notes, *chart])
+
+
+def save_partial(results: dict[str, Any], out: Path) -> None:
+    """What a run has measured so far, as results.partial.json under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.partial.json").write_text(json.dumps(results, indent=1, default=str))
 
 
 def write(results: dict[str, Any], *, out: Path, publish: bool) -> list[Path]:

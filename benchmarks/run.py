@@ -1,5 +1,5 @@
 """`python -m benchmarks.run [--scale small|large|both] [--quick] [--no-http] [--out DIR]
-[--update]`
+[--update] [--render RESULTS_JSON]`
 
 Builds its own databases (on DATABASE_URL's server, else a throwaway local one), seeds them at
 about 10^4 and 10^6 rows, then times the request-shaped scenarios through the repositories,
@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from benchmarks import environment, report
@@ -69,11 +72,16 @@ def _log(message: str) -> None:
 
 
 async def measure(
-    impls: dict[str, Scenarios], read_only: dict[str, Scenarios], fx: Fixtures, p: Params
+    impls: dict[str, Scenarios],
+    read_only: dict[str, Scenarios],
+    fx: Fixtures,
+    p: Params,
+    connects: Counter[str],
 ) -> dict[str, Any]:
     """Every scenario on every implementation; summaries plus the raw samples (ms).
     `read_only`: the variants that also run the read-only scenarios (read_scope() and raw
-    asyncpg's BEGIN READ ONLY ... ROLLBACK)."""
+    asyncpg's BEGIN READ ONLY ... ROLLBACK). `connects`: new connections opened so far, per
+    implementation (a pool that closes and reopens connections under load pays for it)."""
     out: dict[str, Any] = {"scenarios": {}, "bulk": {}, "concurrency": {}, "samples": {}}
     for name in (*REQUEST_SCENARIOS, OLD_LOGIN):
         chosen = {**impls, **read_only} if name in READ_ONLY else impls
@@ -105,6 +113,7 @@ async def measure(
     start = 0
     for tasks, per_task in p.concurrency:
         _log(f"  concurrency: {p.rounds} rounds of {tasks} tasks x {per_task} operations")
+        opened_before = connects.copy()
         per_round = await interleaved_throughput(
             ops, rounds=p.rounds, tasks=tasks, per_task=per_task, start=start
         )
@@ -115,6 +124,7 @@ async def measure(
                 "ops_per_s": statistics.median(ops_s for ops_s, _ in values),
                 "cpu_ms_per_op": statistics.median(cpu for _, cpu in values),
                 "rounds": values,
+                "connections_opened": connects[key] - opened_before[key],
             }
         out["concurrency"][str(tasks)] = level
     return out
@@ -129,17 +139,20 @@ async def run_scale(admin_url: URL, scale: str, p: Params) -> dict[str, Any]:
         seed_seconds = await environment.seed_database(url, rows)
         async with opened(url) as (repo, read_scope):
             fx = await make_fixtures(repo.db)
-            pool = await create_pool(url, min_size=10, max_size=20)
+            connects: Counter[str] = Counter()
+            pool = await create_pool(url, on_connect=lambda: connects.update(["asyncpg"]))
             raw = AsyncpgScenarios(pool)
             raw_read_only = AsyncpgScenarios(pool, read_only=True, owns_pool=False)
             orm = OrmScenarios(create_engine(url))
+            for name, engine in (("repo", repo.db.engine), ("orm", orm.engine)):
+                event.listen(engine.sync_engine, "connect", lambda *_, n=name: connects.update([n]))
             try:
                 impls: dict[str, Scenarios] = {"asyncpg": raw, "repo": repo, "orm": orm}
                 read_only: dict[str, Scenarios] = {
                     raw_read_only.name: raw_read_only,
                     read_scope.name: read_scope,
                 }
-                result = await measure(impls, read_only, fx, p)
+                result = await measure(impls, read_only, fx, p, connects)
             finally:
                 await raw.close()
                 await orm.close()
@@ -149,14 +162,16 @@ async def run_scale(admin_url: URL, scale: str, p: Params) -> dict[str, Any]:
 
 
 async def run(
-    admin_url: URL, scales: list[str], p: Params, quick: bool, http: bool
+    admin_url: URL, scales: list[str], p: Params, quick: bool, http: bool, out: Path
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"params": asdict(p), "quick": quick, "scales": {}}
     results["environment"] = await environment.describe(admin_url)
     for scale in scales:
         results["scales"][scale] = await run_scale(admin_url, scale, p)
+        report.save_partial(results, out)  # a later failure keeps what was measured
     if http:
         results["http"] = await http_bench.run(admin_url, p, log=_log)
+        report.save_partial(results, out)
     if "large" in scales:
         _log("[seed memory] python -m exportsathi_db seed --rows 1000000 --quiet")
         results["seed_rss"] = await environment.seed_peak_rss(admin_url, SCALES["large"])
@@ -170,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP (wrk) comparison")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write the reports again from a full run's results.json",
+    )
+    parser.add_argument(
         "--update",
         action="store_true",
         help="also overwrite the committed BENCHMARKS.md and benchmarks/plot.png",
@@ -177,11 +198,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.update and args.quick:
         parser.error("--update publishes a full run's numbers; it cannot go with --quick")
+    if args.render:
+        results = json.loads(args.render.read_text())
+        if args.update and results.get("quick"):
+            parser.error("--update publishes a full run's numbers, not a --quick run's")
+        for path in report.write(results, out=args.out, publish=args.update):
+            _log(f"wrote {path}")
+        return 0
     scales = ["small", "large"] if args.scale == "both" else [args.scale]
     params, scales = (QUICK, ["small"]) if args.quick else (Params(), scales)
     began = time.perf_counter()
     with environment.server() as admin_url:
-        results = asyncio.run(run(admin_url, scales, params, args.quick, not args.no_http))
+        results = asyncio.run(
+            run(admin_url, scales, params, args.quick, not args.no_http, args.out)
+        )
     results["runtime_s"] = time.perf_counter() - began
     results["environment"]["load_at_end"] = os.getloadavg()[0]
     written = report.write(results, out=args.out, publish=args.update)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -62,13 +63,17 @@ def connect_kwargs(url: URL) -> dict[str, Any]:
     }
 
 
-async def create_pool(url: URL, *, min_size: int = 10, max_size: int = 20) -> asyncpg.Pool:
+async def create_pool(
+    url: URL, *, min_size: int = 10, max_size: int = 20, on_connect: Callable[[], Any] = int
+) -> asyncpg.Pool:
+    """The baseline's pool; `on_connect()` is called for every new connection it opens."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        on_connect()
+        await init_connection(conn)
+
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        **connect_kwargs(url),
-        min_size=min_size,
-        max_size=max_size,
-        init=init_connection,
-        reset=no_reset,
+        **connect_kwargs(url), min_size=min_size, max_size=max_size, init=init, reset=no_reset
     )
     return pool
 

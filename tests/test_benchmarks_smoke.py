@@ -5,16 +5,23 @@ the raw asyncpg baseline keeps sending the same statements as the repositories d
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import httpx
+import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 
+import exportsathi_db.dependencies
 from benchmarks.fixtures import (
     BULK_SCENARIOS,
     OLD_LOGIN,
+    PASSWORD_HASH,
     REQUEST_SCENARIOS,
     Scenarios,
     chat_messages,
@@ -182,3 +189,74 @@ async def test_raw_baseline_sends_the_same_statements_as_the_repositories(
     assert sent["login"]["repo"].count("COMMIT") == 1
     assert "BEGIN READ ONLY" in sent["report_page"]["repo (read_scope)"]
     assert "ROLLBACK" in sent["report_page"]["repo (read_scope)"]
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _answer(response: httpx.Response, email: str) -> tuple[int, Any]:
+    """Status and body, ids and the app's own email masked; an error body by its class."""
+    body = response.json()
+    if response.status_code >= 400 and isinstance(body, dict) and "error" in body:
+        return response.status_code, body["error"]
+    return response.status_code, json.loads(_UUID.sub("<id>", response.text.replace(email, "<e>")))
+
+
+async def test_the_raw_asyncpg_app_answers_like_the_example_app(
+    db: DatabaseConnection, database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/app_asyncpg.py (the HTTP benchmark's baseline) answers every route of
+    examples/app.py alike: statuses, bodies, errors."""
+    from examples import app_asyncpg
+    from examples.app import app as repo_app
+
+    fx = await make_fixtures(db, seeded=False)
+    monkeypatch.setattr(exportsathi_db.dependencies, "db_connection", db)
+    pool = await app_asyncpg.create_pool(database_url.render_as_string(hide_password=False))
+    monkeypatch.setattr(app_asyncpg, "pool", pool)
+    answers: dict[str, list[tuple[int, Any]]] = {}
+    try:
+        for name, app in (("repo", repo_app), ("asyncpg", app_asyncpg.app)):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                answers[name] = await _conversation(http, fx, f"bench-app-{name}@example.in")
+    finally:
+        await pool.close()
+        async with db.session_scope() as s:
+            await s.execute(text("DELETE FROM users WHERE email LIKE 'bench-app-%'"))
+            await UserRepository(s).delete(fx.user_id)
+    assert answers["asyncpg"] == answers["repo"]
+    assert [status for status, _ in answers["repo"]] == [
+        201, 409, 201, 200, 404, 201, 201, 200, 200, 404, 404,
+    ]  # fmt: skip
+
+
+async def _conversation(http: httpx.AsyncClient, fx: Any, email: str) -> list[tuple[int, Any]]:
+    """Every route of the example app, and its error answers."""
+    user = {
+        "email": email,
+        "password_hash": PASSWORD_HASH,
+        "business_type": "Manufacturing",
+        "company_size": "Small",
+    }
+    report = {"product_name": "Turmeric", "destination_country": "US", "report_data": {"a": 1}}
+    out = []
+    created = await http.post("/users", json=user)
+    uid = created.json()["id"]
+    out.append(_answer(created, email))
+    out.append(_answer(await http.post("/users", json=user), email))
+    new_report = await http.post(f"/users/{uid}/reports", json=report)
+    out.append(_answer(new_report, email))
+    out.append(_answer(await http.get(f"/users/{fx.user_id}/reports/{fx.report_id}"), email))
+    out.append(_answer(await http.get(f"/users/{uid}/reports/{fx.report_id}"), email))
+    rid = new_report.json()["id"]
+    chat = await http.post(f"/users/{uid}/chats", params={"report_id": rid})
+    out.append(_answer(chat, email))
+    asked = f"/users/{uid}/chats/{chat.json()['id']}/messages"
+    out.append(_answer(await http.post(asked, json={"content": "IEC?"}), email))
+    out.append(_answer(await http.get(asked), email))
+    fx_chat = f"/users/{fx.user_id}/chats/{fx.chat_session_id}/messages"
+    out.append(_answer(await http.get(fx_chat), email))
+    out.append(_answer(await http.get(f"/users/{uid}/chats/{fx.chat_session_id}/messages"), email))
+    out.append(_answer(await http.post(f"/users/{uuid.uuid4()}/reports", json=report), email))
+    return out

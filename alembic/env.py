@@ -1,8 +1,12 @@
 """Alembic environment: async, and able to share a connection from a running event loop.
 
-`init_db()` passes its own connection (`config.attributes["connection"]`), so migrations run
-inside the caller's loop via `connection.run_sync`. The `alembic` command line has no loop
-of its own, so only there an engine is created and run with `asyncio.run`.
+`init_db()` passes its own connection (`config.attributes["connection"]`), already in its
+migration transaction (advisory lock, lock_timeout, statement_timeout: see
+exportsathi_db.migrations), so migrations run inside the caller's loop via
+`connection.run_sync`. The `alembic` command line has no loop of its own, so only there an
+engine is created and run with `asyncio.run`, through the same retrying migration runner.
+With `--sql` (offline mode) nothing is connected to: the SQL is printed for review, wrapped
+in the same advisory lock and timeouts.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from alembic import context
+from exportsathi_db.config import get_settings
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.errors import ExportSathiDBError, translate
+from exportsathi_db.migrations import MIGRATION_LOCK_SQL, run_migration, timeout_statements
 from exportsathi_db.models import Base
 
 config = context.config
@@ -38,14 +44,33 @@ def run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
+def run_migrations_offline() -> None:
+    """`alembic upgrade head --sql`: the SQL on standard output, for review or for psql.
+
+    One transaction (BEGIN … COMMIT), as online: the advisory lock that serialises
+    migrations, then the migration timeouts of the settings, so a run through psql cannot
+    hold up the application's queries either (it fails instead; run it again)."""
+    context.configure(
+        dialect_name="postgresql",
+        target_metadata=target_metadata,
+        literal_binds=True,
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        context.execute(MIGRATION_LOCK_SQL)
+        for statement in timeout_statements(get_settings()):
+            context.execute(statement)
+        context.run_migrations()
+
+
 async def run_async_migrations() -> None:
-    """The `alembic` command line's own engine. Its errors become a CommandError, which that
-    command line prints as one `FAILED: …` line (a missing database, TLS refused, a bad
-    DATABASE_URL …) instead of a traceback."""
+    """The `alembic` command line's own engine, through the retrying migration runner. Its
+    errors become a CommandError, which that command line prints as one `FAILED: …` line (a
+    missing database, TLS refused, a bad DATABASE_URL, a table lock not granted …) instead
+    of a traceback."""
     db = DatabaseConnection()
     try:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(run_migrations)
+        await run_migration(db, run_migrations)
     except Exception as exc:
         error = translate(exc, url=_url(db))
         if isinstance(error, ExportSathiDBError):
@@ -64,7 +89,8 @@ def _url(db: DatabaseConnection) -> URL | None:
 
 def main() -> None:
     if context.is_offline_mode():
-        raise SystemExit("offline (--sql) migrations are not supported; run against a database")
+        run_migrations_offline()
+        return
     connection = config.attributes.get("connection")
     if connection is not None:
         run_migrations(connection)

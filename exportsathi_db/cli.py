@@ -24,6 +24,7 @@ from exportsathi_db.migrations import (
     drop_db,
     head_revision,
     init_db,
+    offline_sql,
 )
 from exportsathi_db.seed import seed
 
@@ -33,7 +34,10 @@ def _where(url: URL) -> str:
     return location(url)
 
 
-async def _init(db: DatabaseConnection, _args: argparse.Namespace) -> int:
+async def _init(db: DatabaseConnection, args: argparse.Namespace) -> int:
+    if args.sql:  # for review or for psql: no database is connected to
+        print(offline_sql(), end="")
+        return 0
     before = await current_revision(db)
     await init_db(db)
     head = head_revision()
@@ -159,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     helps = {name: text for name, (_, text) in (COMMANDS | SERVER_COMMANDS).items()}
     for name, help_text in helps.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "init":
+            command.add_argument(
+                "--sql",
+                action="store_true",
+                help="print the SQL from an empty database to the latest schema; connect nowhere",
+            )
         if name in ("drop", "reset"):
             command.add_argument("--yes", action="store_true", help="do not ask")
         if name == "seed":

@@ -47,10 +47,12 @@ class Settings(BaseSettings):
     # Migrations (init, drop, the alembic command line). A DDL statement waiting for its table
     # lock blocks every query queued behind it, so it waits at most this long (0: no limit),
     # then the whole migration transaction is retried, up to DB_MIGRATION_LOCK_RETRIES times.
-    # A statement holding its lock may run for DB_MIGRATION_STATEMENT_TIMEOUT_MS (0: no limit).
-    db_migration_lock_timeout_ms: int = Field(2000, ge=0)
+    # Below the server's deadlock_timeout (1 s by default): in a lock cycle with an app
+    # transaction, the migration gives way, not the app. A statement holding its lock may run
+    # for DB_MIGRATION_STATEMENT_TIMEOUT_MS (0: no limit).
+    db_migration_lock_timeout_ms: int = Field(800, ge=0)
     db_migration_statement_timeout_ms: int = Field(15_000, ge=0)
-    db_migration_lock_retries: int = Field(3, ge=0, le=20)
+    db_migration_lock_retries: int = Field(5, ge=0, le=20)
 
     @field_validator("database_url", "database_read_url")
     @classmethod

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from sqlalchemy.engine import URL
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.migrations import head_revision
 from tests.helpers import CANARY, free_port
+from tests.rows import ALL_TABLES, UPDATED_AT_TABLES
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 EmptyDatabase = Callable[[], Awaitable[URL]]
@@ -261,3 +264,58 @@ async def test_the_alembic_command_line_fails_in_one_line(
     assert result.code != 0 and "Traceback" not in result.printed
     assert f'FAILED: the database "{name}" does not exist at 127.0.0.1:' in result.out
     assert database_url.password is not None and database_url.password not in result.printed
+
+
+@asynccontextmanager
+async def counting_listener() -> AsyncIterator[tuple[int, list[str]]]:
+    """A local port that notes every connection made to it (and closes it at once)."""
+    seen: list[str] = []
+
+    async def note(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(str(writer.get_extra_info("peername")))
+        writer.close()
+
+    server = await asyncio.start_server(note, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def check_offline_sql(sql: str, *, lock_timeout_ms: int) -> None:
+    """The whole schema in one transaction, bounded by the migration timeouts."""
+    statements = [s.strip() for s in sql.split(";\n") if s.strip()]
+    assert statements[:4] == [
+        "BEGIN",
+        "SELECT pg_advisory_xact_lock(7316224001)",
+        f"SET LOCAL lock_timeout = '{lock_timeout_ms}ms'",
+        "SET LOCAL statement_timeout = '15000ms'",
+    ]
+    assert sql.rstrip().endswith("COMMIT;")
+    created = re.findall(r"^CREATE TABLE (\w+) \(", sql, re.MULTILINE)
+    assert sorted(created) == sorted([*ALL_TABLES, "alembic_version"])
+    assert "CREATE FUNCTION set_updated_at() RETURNS trigger LANGUAGE plpgsql" in sql
+    assert len(re.findall(r"^CREATE TRIGGER trg_\w+_updated_at ", sql, re.MULTILINE)) == len(
+        UPDATED_AT_TABLES
+    )
+    assert f"INSERT INTO alembic_version (version_num) VALUES ('{head_revision()}')" in sql
+
+
+async def test_the_offline_sql_is_printed_without_connecting_anywhere(tmp_path: Path) -> None:
+    """`alembic upgrade head --sql` and `init --sql`: the SQL for review, from the settings'
+    timeouts; nothing connects, not to DATABASE_URL, not to the embedded default."""
+    env = {"DB_MIGRATION_LOCK_TIMEOUT_MS": "1500"}
+    async with counting_listener() as (port, connections):
+        url = f"postgresql://app:{CANARY}@127.0.0.1:{port}/app"
+        args = ("-c", str(ALEMBIC_INI), "upgrade", "head", "--sql")
+        offline, init = await asyncio.gather(
+            run(*args, url=url, cwd=tmp_path, module="alembic", **env),
+            run("init", "--sql", url=None, cwd=tmp_path, ENVIRONMENT="production", **env),
+        )
+    assert connections == []
+    for result in (offline, init):
+        assert result.code == 0 and "Traceback" not in result.printed, result
+        check_offline_sql(result.out, lock_timeout_ms=1500)
+        assert CANARY not in result.printed
+    assert offline.out == init.out

@@ -16,16 +16,19 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alembic import command
+from exportsathi_db.config import Settings
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.errors import ConfigurationError, SchemaVersionError, location
 from exportsathi_db.migrations import (
     alembic_config,
     check_known_revision,
+    check_timeouts,
     current_revision,
     downgrade_db,
     drop_db,
     head_revision,
     init_db,
+    offline_sql,
 )
 from tests.rows import ALL_TABLES, UPDATED_AT_TABLES, seed_graph
 
@@ -226,3 +229,30 @@ async def test_driver_errors_of_the_lifecycle_functions_are_ours(
                 await attempt(missing)
     finally:
         await missing.dispose()
+
+
+async def test_the_offline_sql_builds_the_same_schema(fresh: DatabaseConnection) -> None:
+    """What `alembic upgrade head --sql` prints, run as a script (as psql would), gives the
+    schema `init` gives: no drift from the models, and `init` afterwards has nothing to do."""
+    sql = offline_sql()
+    async with fresh.engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.execute(sql)  # one simple-protocol script: BEGIN ... COMMIT
+    assert await catalog(fresh) == AT_HEAD
+    async with fresh.engine.connect() as conn:
+        await conn.run_sync(_alembic_check)
+    await init_db(fresh)
+    assert await catalog(fresh) == AT_HEAD
+
+
+def test_migration_timeouts_that_cannot_work_together_are_refused() -> None:
+    def settings(**values: int) -> Settings:
+        return Settings(database_url=None, **values)
+
+    check_timeouts(settings())  # the defaults
+    check_timeouts(settings(db_migration_lock_timeout_ms=0))  # no limit: allowed
+    with pytest.raises(ConfigurationError, match="LOCK_TIMEOUT_MS must be shorter than DB_MIG"):
+        check_timeouts(
+            settings(db_migration_lock_timeout_ms=5000, db_migration_statement_timeout_ms=5000)
+        )

@@ -70,6 +70,18 @@ class ConflictError(ExportSathiDBError):
     """The operation conflicts with the current state (e.g. a referenced row is gone)."""
 
 
+class TransactionConflictError(ConflictError):
+    """The transaction lost a race with a concurrent one: a serialization failure (SQLSTATE
+    40001) or a deadlock (40P01). The server rolled it back; running the whole unit of work
+    again (`DatabaseConnection.run`) usually succeeds."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 class ReadOnlyError(ExportSathiDBError):
     """A write was attempted in a read-only unit of work (`read_scope`, a replica)."""
 
@@ -78,6 +90,24 @@ class DatabaseUnavailableError(ExportSathiDBError):
     """The server cannot be reached or the connection was lost; safe to retry the unit of work."""
 
     retryable = True
+
+
+class ServerReadOnlyError(DatabaseUnavailableError):
+    """A write outside `read_scope()` was refused because the server is read-only (SQLSTATE
+    25006): it is a standby, e.g. a primary demoted by a failover. The connection was closed
+    and the pool's older connections are replaced; retry the unit of work."""
+
+
+class ConnectionTimeoutError(DatabaseUnavailableError):
+    """The server did not answer within `DB_COMMAND_TIMEOUT` (a silent network partition, a
+    stalled server). The connection was closed; retry the unit of work."""
+
+
+class PasswordProviderError(DatabaseUnavailableError):
+    """The password provider (`DB_PASSWORD_COMMAND` or a `password=` callable) failed or timed
+    out, or the server refused the password it returned (e.g. mid-rotation): no new connection
+    could be opened. Retryable, like the database itself being briefly unreachable; the message
+    never contains the password or the provider's output."""
 
 
 class CommitOutcomeUnknownError(ExportSathiDBError):
@@ -180,6 +210,29 @@ def _driver_modules(error: BaseException) -> list[str]:
     return [m for m in modules if m.startswith(("asyncpg.", "sqlalchemy."))]
 
 
+def is_command_timeout(error: BaseException) -> bool:
+    """True when `error`, or what it was translated from, is asyncpg's `command_timeout`
+    (or a per-call timeout) expiring on an open connection: the server did not answer, and
+    the connection is in a state (a cancel request pending) no one should use again."""
+    seen: BaseException | None = error
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionTimeoutError):
+            return True
+        if isinstance(seen, TimeoutError) and _is_command_timeout(seen):
+            return True
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
+
+
+def _is_command_timeout(error: TimeoutError) -> bool:
+    """A TimeoutError raised by asyncpg's protocol (a query on an open connection waited
+    too long), not by its connect (asyncpg.connect_utils) nor by the application."""
+    modules = _driver_modules(error)
+    return bool(modules) and modules[-1] == "asyncpg.protocol.protocol"
+
+
 def _refused_tls(error: BaseException) -> bool:
     """True when the server answered asyncpg's SSLRequest with 'N' (it has no TLS) and the
     sslmode demands TLS, so asyncpg gave up.
@@ -273,6 +326,11 @@ def translate(error: BaseException, *, url: URL | None = None) -> BaseException:
         return PoolTimeoutError(
             "no database connection became free within DB_POOL_TIMEOUT: the pool is exhausted"
         )
+    if isinstance(error, TimeoutError) and _is_command_timeout(error):
+        return ConnectionTimeoutError(
+            f"the database{at} did not answer within DB_COMMAND_TIMEOUT (a network partition "
+            "or a stalled server); the connection is closed; retry the unit of work"
+        )
     if isinstance(error, OSError) and _driver_modules(error):
         # Also ConnectionError and TimeoutError, raised while connecting. An OSError raised
         # by the application inside a unit of work (a file, its own asyncio.timeout) passes
@@ -356,7 +414,12 @@ def translate(error: BaseException, *, url: URL | None = None) -> BaseException:
     if sqlstate in ("57014",):
         return QueryTimeoutError("the statement was cancelled (statement_timeout or cancel)")
     if sqlstate in ("40001", "40P01"):
-        return ConflictError("the transaction conflicted with a concurrent one; retry it")
+        what = "a serialization failure" if sqlstate == "40001" else "a deadlock"
+        return TransactionConflictError(
+            f"the transaction conflicted with a concurrent one ({what}, SQLSTATE {sqlstate}) "
+            "and was rolled back; retry the unit of work",
+            sqlstate=sqlstate,
+        )
     if sqlstate == "25006":
         return ReadOnlyError("cannot write in a read-only unit of work; use session_scope()")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from functools import lru_cache
 from typing import Literal
 
@@ -39,6 +40,23 @@ class Settings(BaseSettings):
     # Statement parameters (password hashes among them) stay out of logs unless asked for.
     db_log_parameters: bool = False
     db_connect_timeout: float = Field(5.0, gt=0)
+    # High availability (docs/unit-of-work.md). asyncpg's command_timeout: the longest wait, in
+    # seconds, for the server's answer to any statement (BEGIN and COMMIT too), so a silent
+    # network partition fails as ConnectionTimeoutError instead of hanging. It must stay above
+    # DB_STATEMENT_TIMEOUT_MS and DB_MIGRATION_STATEMENT_TIMEOUT_MS (60 s by default), so the
+    # server, not the client, stops a slow statement with a clear error. None: no limit.
+    db_command_timeout: float | None = Field(90.0, gt=0)
+    # How long the rollback that ends a failed unit of work may take before its connection is
+    # closed instead.
+    db_cleanup_timeout: float = Field(5.0, gt=0)
+    # DatabaseConnection.run(): exponential backoff with full jitter between attempts, seconds.
+    db_retry_backoff_base: float = Field(0.05, gt=0)
+    db_retry_backoff_cap: float = Field(2.0, gt=0)
+    # A program (and arguments, split like a shell would, but run without one) that prints the
+    # database password on its first stdout line; run for every new connection (rotating
+    # passwords, IAM tokens). It must finish within DB_PASSWORD_TIMEOUT seconds.
+    db_password_command: str | None = None
+    db_password_timeout: float = Field(3.0, gt=0)
     db_sslmode: SSLMode | None = None
     db_application_name: str = "exportsathi_db"
     db_statement_timeout_ms: int | None = Field(None, ge=0)
@@ -65,11 +83,34 @@ class Settings(BaseSettings):
             check_userinfo(value.get_secret_value(), setting=str(info.field_name).upper())
         return value
 
+    @field_validator("db_password_command")
+    @classmethod
+    def _command_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            password_command_argv(value)
+        return value
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once on first use (never at import time)."""
     return Settings()
+
+
+def password_command_argv(command: str) -> list[str]:
+    """DB_PASSWORD_COMMAND split into a program and its arguments (shell quoting rules, no
+    shell). Raises ConfigurationError, which never shows the command, if it cannot be split or
+    is empty."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        raise ConfigurationError(
+            "DB_PASSWORD_COMMAND cannot be split into a program and its arguments "
+            "(an unclosed quote?)"
+        ) from None
+    if not argv:
+        raise ConfigurationError("DB_PASSWORD_COMMAND is empty")
+    return argv
 
 
 def check_userinfo(raw: str, *, setting: str = "DATABASE_URL") -> None:

@@ -16,8 +16,17 @@ under failure, whatever the moment (before or during `BEGIN`, mid-statement, dur
   lost connection raises `CommitOutcomeUnknownError` (a cancellation stays a cancellation).
   Retry such a unit only if it is idempotent by a key you chose, or read back first.
 
+- the server did not answer within `DB_COMMAND_TIMEOUT` (a silent network partition): the
+  connection is closed at once, without waiting for a rollback or a goodbye that would not
+  come, and `ConnectionTimeoutError` (retryable) is raised;
+- a write refused because the server is read-only (SQLSTATE 25006) outside `read_scope()`:
+  the server is a standby (a demoted primary). The connection is invalidated, the pool's
+  older connections are retired, and `ServerReadOnlyError` (retryable) is raised.
+
 Cleanup runs in a task of its own that a second cancellation cannot interrupt; the block
-waits for it, then re-raises.
+waits for it, then re-raises. A rollback gets `cleanup_timeout` seconds (`DB_CLEANUP_TIMEOUT`);
+an invalidation closes the connection, gracefully for at most 2 s (SQLAlchemy's own limit),
+immediately when the server is known not to answer.
 """
 
 from __future__ import annotations
@@ -28,39 +37,94 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
-from exportsathi_db.errors import CommitOutcomeUnknownError, translate
+from exportsathi_db.engine import retire_connections
+from exportsathi_db.errors import (
+    CommitOutcomeUnknownError,
+    ReadOnlyError,
+    ServerReadOnlyError,
+    is_command_timeout,
+    translate,
+)
 
 logger = logging.getLogger("exportsathi_db")
 
-# How long a rollback may take before the connection is closed instead.
+# The default of `cleanup_timeout` (DB_CLEANUP_TIMEOUT): how long a rollback may take before
+# the connection is closed instead.
 CLEANUP_TIMEOUT_SECONDS = 5.0
+# session.info key: the asyncpg connection of the session's transaction.
+_DRIVER = "exportsathi_db.driver_connection"
+
+
+class UnitSession(Session):
+    """The sync session class of this package's session factories: it remembers the driver
+    connection of its transaction, so a unit of work can close it at once (no I/O) when the
+    server stops answering."""
+
+
+@event.listens_for(UnitSession, "after_begin")
+def _remember_driver(session: Session, _tx: SessionTransaction, connection: Connection) -> None:
+    session.info[_DRIVER] = connection.connection.driver_connection
 
 
 @asynccontextmanager
 async def unit_of_work(
-    session: AsyncSession, *, commit: bool = True
+    session: AsyncSession,
+    *,
+    commit: bool = True,
+    cleanup_timeout: float = CLEANUP_TIMEOUT_SECONDS,
 ) -> AsyncIterator[AsyncSession]:
-    """Run the block in `session`'s transaction; commit (if `commit`) or roll back; close."""
+    """Run the block in `session`'s transaction; commit (if `commit`) or roll back; close.
+
+    `commit=False` is a read-only unit (`read_scope`): a write refused there stays a
+    `ReadOnlyError`. In a writing unit the same refusal means the server is a standby.
+    """
     try:
         yield session
         if commit:
             await session.flush()  # errors here are ordinary: COMMIT was not sent yet
     except BaseException as exc:
-        await _uninterruptible(_abandon(session, clean=isinstance(exc, Exception)))
         error = translate(exc)
+        demoted = commit and isinstance(error, ReadOnlyError)
+        unresponsive = is_command_timeout(exc)
+        if unresponsive:
+            _terminate(session)
+        clean = isinstance(exc, Exception) and not (demoted or unresponsive)
+        await _uninterruptible(_abandon(session, clean=clean, timeout=cleanup_timeout))
+        if demoted:
+            if isinstance(session.bind, AsyncEngine):
+                retire_connections(session.bind)
+            logger.warning(
+                "the server refused a write as read-only (SQLSTATE 25006): it is a standby, "
+                "e.g. a demoted primary; its connections are retired"
+            )
+            error = ServerReadOnlyError(
+                "the server is read-only (a standby, e.g. a primary demoted by a failover; "
+                "SQLSTATE 25006): the connection is closed; retry the unit of work"
+            )
         if error is exc:
             raise
         raise error from exc
     if commit:
-        await _commit(session)
+        await _commit(session, cleanup_timeout)
         await session.close()  # after COMMIT no I/O is left: the connection returns to the pool
     else:  # a read-only unit ends with a ROLLBACK, which must finish even if cancelled
-        await _uninterruptible(_abandon(session, clean=True))
+        await _uninterruptible(_abandon(session, clean=True, timeout=cleanup_timeout))
 
 
-async def _commit(session: AsyncSession) -> None:
+def _terminate(session: AsyncSession) -> None:
+    """Close the session's connection now, without I/O (asyncpg's `terminate`): for a server
+    that does not answer. The invalidation that follows then has nothing to wait for."""
+    driver = session.sync_session.info.get(_DRIVER)
+    if driver is not None:
+        driver.terminate()
+
+
+async def _commit(session: AsyncSession, cleanup_timeout: float) -> None:
     task = asyncio.current_task()
     cancelling = task.cancelling() if task is not None else 0
     try:
@@ -72,9 +136,11 @@ async def _commit(session: AsyncSession) -> None:
     except BaseException as exc:
         error = translate(exc)
         if isinstance(exc, Exception) and _server_refused(exc):
-            await _uninterruptible(_abandon(session, clean=True))
+            await _uninterruptible(_abandon(session, clean=True, timeout=cleanup_timeout))
             raise error from exc  # the server answered: rolled back, outcome known
-        await _uninterruptible(_abandon(session, clean=False))
+        if is_command_timeout(exc):
+            _terminate(session)
+        await _uninterruptible(_abandon(session, clean=False, timeout=cleanup_timeout))
         logger.warning(
             "the connection was lost or the task cancelled during COMMIT (%s): the unit of "
             "work may or may not be committed",
@@ -101,17 +167,20 @@ def _server_refused(exc: BaseException) -> bool:
     return False
 
 
-async def _abandon(session: AsyncSession, *, clean: bool) -> None:
+async def _abandon(session: AsyncSession, *, clean: bool, timeout: float) -> None:
     """End a failed unit: roll back if the connection's state is known, else (or if the
-    rollback fails or hangs) invalidate it, so it is closed rather than pooled."""
+    rollback fails or takes longer than `timeout`) invalidate it, so it is closed rather
+    than pooled."""
     if clean:
         try:
-            async with asyncio.timeout(CLEANUP_TIMEOUT_SECONDS):
+            async with asyncio.timeout(timeout):
                 await session.rollback()
                 await session.close()
             return
         except Exception as exc:
             logger.info("rollback failed (%s): closing the connection", type(exc).__name__)
+            if isinstance(exc, TimeoutError):
+                _terminate(session)  # the server does not answer: do not wait for a goodbye
     await session.invalidate()
 
 

@@ -7,19 +7,24 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from exportsathi_db.config import Settings, get_settings
+from exportsathi_db.credentials import PasswordProvider
 from exportsathi_db.engine import create_engine
 from exportsathi_db.errors import ConfigurationError, translate
-from exportsathi_db.unit_of_work import unit_of_work
+from exportsathi_db.retry import backoff_delay, should_retry
+from exportsathi_db.unit_of_work import UnitSession, unit_of_work
 
 logger = logging.getLogger("exportsathi_db")
+
+T = TypeVar("T")
 
 # After a failed replica checkout, reads go to the primary for this long before retrying.
 REPLICA_RETRY_SECONDS = 5
@@ -40,10 +45,15 @@ class DatabaseConnection:
         *,
         read_url: str | URL | None = None,
         settings: Settings | None = None,
+        password: PasswordProvider | None = None,
     ) -> None:
+        """`password`: a callable (sync or async) asked for the password each time a new
+        connection is opened (rotating passwords, IAM tokens); overrides the URL's password
+        and DB_PASSWORD_COMMAND, for the replica too."""
         self._url = url
         self._read_url = read_url
         self._settings = settings
+        self._password = password
         self._engine: AsyncEngine | None = None
         self._session_factory: async_sessionmaker[AsyncSession] | None = None
         self._replica: AsyncEngine | None = None
@@ -105,14 +115,65 @@ class DatabaseConnection:
     def session_factory(self) -> async_sessionmaker[AsyncSession]:
         self._check_loop()  # the cached factory must not bypass the event-loop guard
         if self._session_factory is None:
-            self._session_factory = async_sessionmaker(self.engine, expire_on_commit=False)
+            self._session_factory = async_sessionmaker(
+                self.engine, expire_on_commit=False, sync_session_class=UnitSession
+            )
         return self._session_factory
 
     @asynccontextmanager
     async def session_scope(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit on success, roll back and re-raise on error, always close."""
-        async with unit_of_work(self.session_factory()) as session:
+        cleanup = self.settings.db_cleanup_timeout
+        async with unit_of_work(self.session_factory(), cleanup_timeout=cleanup) as session:
             yield session
+
+    async def run(
+        self,
+        fn: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        retries: int = 3,
+        idempotent: bool = False,
+    ) -> T:
+        """`await fn(session)` in a unit of work of its own (`session_scope()`), committed when
+        it returns; its result. A retryable failure (see `exportsathi_db.retry`: connection
+        lost before COMMIT, no answer within DB_COMMAND_TIMEOUT, a standby, a serialization
+        failure or deadlock) runs `fn` again in a fresh unit of work, up to `retries` more
+        times, after a full-jitter exponential backoff (DB_RETRY_BACKOFF_BASE, _CAP). Any
+        other error is raised at once; after the last attempt, the last error.
+
+        `fn` may run more than once: it must do everything through `session` (no side effects
+        elsewhere that a retry would repeat). A `CommitOutcomeUnknownError` (the connection
+        died during COMMIT: it may have committed) is retried only with `idempotent=True`,
+        i.e. when running `fn` twice does no harm (e.g. an upsert on a key you chose).
+        """
+        if retries < 0:
+            raise ValueError("retries must be 0 or more")
+        s = self.settings
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        retry = 0
+        while True:
+            try:
+                async with self.session_scope() as session:
+                    result = await fn(session)
+                return result
+            except Exception as exc:
+                if retry >= retries or not should_retry(exc, idempotent=idempotent):
+                    if retry:
+                        exc.add_note(f"(after {retry + 1} attempts of the unit of work)")
+                    raise
+                retry += 1
+                delay = backoff_delay(
+                    retry, base=s.db_retry_backoff_base, cap=s.db_retry_backoff_cap
+                )
+                logger.info(
+                    "unit of work %s failed (%s); retry %d of %d in %.3f s",
+                    name,
+                    type(exc).__name__,
+                    retry,
+                    retries,
+                    delay,
+                )
+            await asyncio.sleep(delay)
 
     @asynccontextmanager
     async def read_scope(self) -> AsyncIterator[AsyncSession]:
@@ -121,7 +182,9 @@ class DatabaseConnection:
 
         A replica lags the primary: read your own writes from `session_scope()` instead.
         """
-        async with unit_of_work(await self._read_session(), commit=False) as session:
+        cleanup = self.settings.db_cleanup_timeout
+        session = await self._read_session()
+        async with unit_of_work(session, commit=False, cleanup_timeout=cleanup) as session:
             yield session
 
     @property
@@ -153,11 +216,13 @@ class DatabaseConnection:
                     raw = self._read_url or self.settings.database_read_url
                     assert raw is not None
                     url = raw if isinstance(raw, (str, URL)) else raw.get_secret_value()
-                    self._replica = create_engine(url, self.settings)
+                    self._replica = create_engine(url, self.settings, password=self._password)
                 engine = self._replica
             # BEGIN READ ONLY: the server itself refuses writes in these sessions.
             bind = engine.execution_options(postgresql_readonly=True)
-            self._read_factories[replica] = async_sessionmaker(bind, expire_on_commit=False)
+            self._read_factories[replica] = async_sessionmaker(
+                bind, expire_on_commit=False, sync_session_class=UnitSession
+            )
         return self._read_factories[replica]
 
     async def dispose(self) -> None:
@@ -175,7 +240,7 @@ class DatabaseConnection:
     def _create_engine(self) -> AsyncEngine:
         # an explicit "" is a bad URL, not "use the configured one"
         url = self._url if self._url is not None else self._configured_url()
-        return create_engine(url, self.settings)
+        return create_engine(url, self.settings, password=self._password)
 
     def _configured_url(self) -> str | URL:
         s = self.settings

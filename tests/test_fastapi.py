@@ -132,5 +132,8 @@ async def test_a_failed_commit_is_never_a_success(
         duplicate = await http.post(f"/users/{emails[0].upper()}/at-commit")
     assert duplicate.status_code == status
     if handlers:
-        assert duplicate.json()["error"] == "AlreadyExistsError"
+        assert duplicate.json() == {
+            "detail": "email: an account with this email already exists",
+            "error": "AlreadyExistsError",
+        }
     assert await committed(db, emails[0]) == 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,8 +16,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 import exportsathi_db.dependencies
+from examples.app import PASSWORD_HASH as PASSWORD_HASH_PATTERN
 from examples.app import app
-from exportsathi_db import DatabaseConnection, DbSession, UserRepository
+from exportsathi_db import DatabaseConnection, DbSession, InvalidDataError, UserRepository
+from exportsathi_db.validation import check_password_hash
 from tests.factories import PASSWORD_HASH, unique
 
 
@@ -44,6 +48,7 @@ def _user(email: str | None = None) -> dict[str, str]:
 async def test_user_report_and_chat_round_trip(client: httpx.AsyncClient) -> None:
     created = await client.post("/users", json=_user())
     assert created.status_code == 201
+    assert set(created.json()) == {"id", "email"}  # never the password hash
     user_id = created.json()["id"]
     report = await client.post(
         f"/users/{user_id}/reports",
@@ -55,6 +60,7 @@ async def test_user_report_and_chat_round_trip(client: httpx.AsyncClient) -> Non
         },
     )
     assert report.status_code == 201
+    assert report.json() == {"id": report.json()["id"], "status": "completed"}
     page = await client.get(f"/users/{user_id}/reports/{report.json()['id']}")
     assert page.json() == {
         "product_name": "Basmati rice",
@@ -70,9 +76,12 @@ async def test_user_report_and_chat_round_trip(client: httpx.AsyncClient) -> Non
         json={"content": "Do I need APEDA registration?"},
     )
     assert asked.status_code == 201
+    answer = asked.json()["answer"]
     messages = (await client.get(f"/users/{user_id}/chats/{chat_id}/messages")).json()
-    assert [m["role"] for m in messages] == ["user", "assistant"]
-    assert messages[0]["content"] == "Do I need APEDA registration?"
+    assert messages == [
+        {"role": "user", "content": "Do I need APEDA registration?"},
+        {"role": "assistant", "content": answer},
+    ]
 
 
 async def test_errors_map_to_http_statuses_and_leak_nothing(client: httpx.AsyncClient) -> None:
@@ -80,19 +89,17 @@ async def test_errors_map_to_http_statuses_and_leak_nothing(client: httpx.AsyncC
     assert (await client.post("/users", json=body)).status_code == 201
     duplicate = await client.post("/users", json=body | {"email": body["email"].upper()})
     assert duplicate.status_code == 409
-    bad = await client.post("/users", json=_user() | {"business_type": "Farmer"})
-    assert bad.status_code == 422
-    assert bad.json() == {
-        "detail": [
-            {
-                "type": "invalid_data",
-                "loc": ["body", "business_type"],
-                "msg": "must be one of Manufacturing, SaaS, Merchant; got 'Farmer'",
-            }
-        ]
+    assert duplicate.json() == {
+        "detail": "email: an account with this email already exists",
+        "error": "AlreadyExistsError",
     }
-    missing = await client.get(f"/users/{uuid.uuid4()}/reports/{uuid.uuid4()}")
+    missing_user, missing_report = uuid.uuid4(), uuid.uuid4()
+    missing = await client.get(f"/users/{missing_user}/reports/{missing_report}")
     assert missing.status_code == 404
+    assert missing.json() == {
+        "detail": f"report {missing_report} not found",
+        "error": "NotFoundError",
+    }
     owner = (await client.post("/users", json=_user())).json()["id"]
     stranger = (await client.post("/users", json=_user())).json()["id"]
     report = await client.post(
@@ -101,6 +108,101 @@ async def test_errors_map_to_http_statuses_and_leak_nothing(client: httpx.AsyncC
     )
     foreign = await client.get(f"/users/{stranger}/reports/{report.json()['id']}")
     assert foreign.status_code == 404
+    assert foreign.json()["error"] == "NotFoundError"
+
+
+async def test_422_from_the_request_model_and_from_the_package_have_one_shape(
+    client: httpx.AsyncClient,
+) -> None:
+    """FastAPI refuses what the request model describes (an unknown business type); the
+    package refuses what only it checks (NUL characters): one body shape."""
+    farmer = await client.post("/users", json=_user() | {"business_type": "Farmer"})
+    assert farmer.status_code == 422
+    [item] = farmer.json()["detail"]
+    assert (item["type"], item["loc"]) == ("enum", ["body", "business_type"])
+    nul = await client.post("/users", json=_user(f"{unique('app')}\x00@example.in"))
+    assert nul.status_code == 422
+    assert nul.json() == {
+        "detail": [
+            {
+                "type": "invalid_data",
+                "loc": ["body", "email"],
+                "msg": "must not contain NUL characters",
+            }
+        ]
+    }
+    owner = (await client.post("/users", json=_user())).json()["id"]
+    report = {"product_name": "Cumin", "destination_country": "Oman"}
+    nul_in_json = await client.post(
+        f"/users/{owner}/reports", json=report | {"report_data": {"notes": ["ok", "a\x00b"]}}
+    )
+    assert nul_in_json.status_code == 422
+    assert nul_in_json.json() == {
+        "detail": [
+            {
+                "type": "invalid_data",
+                "loc": ["body", "report_data"],
+                "msg": "at ['notes'][1]: must not contain NUL characters",
+            }
+        ]
+    }
+
+
+def test_the_openapi_schema_documents_inputs_outputs_and_errors() -> None:
+    """What a schema-driven client needs: enums, formats and lengths of the inputs, typed
+    outputs without the password hash, and every error status the handlers answer with."""
+    schema = app.openapi()
+    models = schema["components"]["schemas"]
+    new_user = models["NewUser"]["properties"]
+    assert models[new_user["business_type"]["$ref"].rsplit("/", 1)[1]]["enum"] == [
+        "Manufacturing",
+        "SaaS",
+        "Merchant",
+    ]
+    assert models[new_user["company_size"]["$ref"].rsplit("/", 1)[1]]["enum"] == [
+        "Micro",
+        "Small",
+        "Medium",
+    ]
+    assert re.fullmatch(new_user["password_hash"]["pattern"], PASSWORD_HASH)
+    assert not re.fullmatch(new_user["password_hash"]["pattern"], "hunter2-a-plain-password")
+    assert new_user["password_hash"]["maxLength"] == new_user["email"]["maxLength"] == 255
+    assert re.fullmatch(new_user["email"]["pattern"], "meera@kochi-spices.in")
+    new_report = models["NewReport"]["properties"]
+    assert new_report["destination_country"]["maxLength"] == 100
+    assert "password_hash" not in json.dumps(
+        {name: model for name, model in models.items() if name != "NewUser"}
+    )
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert len(operations) == 6
+    for operation in operations:
+        responses = operation["responses"]
+        assert {"404", "409", "422", "503"} <= set(responses), operation["operationId"]
+        [success] = [status for status in responses if status.startswith("2")]
+        assert "$ref" in json.dumps(responses[success]), operation["operationId"]
+
+
+def test_the_password_hash_pattern_is_the_packages_rule() -> None:
+    """The request model's pattern is validation.py's rule, layout removed: same verdicts."""
+    samples = [
+        PASSWORD_HASH,
+        "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        "pbkdf2_sha256$600000$salt$" + "A" * 44,
+        "pbkdf2:sha256:600000$salt$" + "0" * 64,
+        "$6$rounds=5000$salt$" + "a" * 86,
+        "$scrypt$ln=16,r=8,p=1$c2FsdA$aGFzaA",
+        "hunter2",
+        "$2b$12$short",
+        PASSWORD_HASH + "x",
+        "",
+    ]
+    for sample in samples:
+        try:
+            check_password_hash("password_hash", sample)
+            accepted = True
+        except InvalidDataError:
+            accepted = False
+        assert bool(re.search(PASSWORD_HASH_PATTERN, sample)) == accepted, sample
 
 
 def _failing_app() -> FastAPI:

@@ -348,7 +348,7 @@ def check_timeouts(s: Settings) -> None:
             "DB_MIGRATION_LOCK_TIMEOUT_MS must be shorter than DB_MIGRATION_STATEMENT_TIMEOUT_MS: "
             "a lock wait would end as a statement timeout, which is not retried"
         )
-    command_timeout = getattr(s, "db_command_timeout", None)  # the client's limit, in seconds
+    command_timeout = s.db_command_timeout  # the client's own limit, in seconds
     if command_timeout is not None and not 0 < statement_ms < command_timeout * 1000:
         raise ConfigurationError(
             "DB_MIGRATION_STATEMENT_TIMEOUT_MS must be shorter than DB_COMMAND_TIMEOUT: the "

@@ -247,12 +247,19 @@ async def test_the_offline_sql_builds_the_same_schema(fresh: DatabaseConnection)
 
 
 def test_migration_timeouts_that_cannot_work_together_are_refused() -> None:
-    def settings(**values: int) -> Settings:
+    def settings(**values: float | None) -> Settings:
         return Settings(database_url=None, **values)
 
     check_timeouts(settings())  # the defaults
     check_timeouts(settings(db_migration_lock_timeout_ms=0))  # no limit: allowed
+    check_timeouts(settings(db_migration_statement_timeout_ms=0, db_command_timeout=None))
     with pytest.raises(ConfigurationError, match="LOCK_TIMEOUT_MS must be shorter than DB_MIG"):
         check_timeouts(
             settings(db_migration_lock_timeout_ms=5000, db_migration_statement_timeout_ms=5000)
         )
+    # The client would give up (and close the connection) before the server's clear error.
+    for statement_ms in (0, 20_000):
+        with pytest.raises(ConfigurationError, match="shorter than DB_COMMAND_TIMEOUT"):
+            check_timeouts(
+                settings(db_migration_statement_timeout_ms=statement_ms, db_command_timeout=20)
+            )

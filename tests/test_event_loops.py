@@ -41,7 +41,7 @@ async def test_asyncio_run_twice_just_works_and_leaks_no_connection(
         "DATABASE_URL": url.render_as_string(hide_password=False),
         "DB_APPLICATION_NAME": app,
     }
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child read line by line below
         [sys.executable, "-c", SCRIPT],
         env=env,
         stdin=subprocess.PIPE,

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import re
 import subprocess
@@ -44,8 +45,13 @@ async def test_script_blocks_run(
     script: str, empty_database: Callable[[], Awaitable[URL]]
 ) -> None:
     url = await empty_database()
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=_env(url), capture_output=True, text=True, timeout=120
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", script],
+        env=_env(url),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
 
@@ -79,8 +85,8 @@ def test_test_module_blocks_pass_under_pytest(
         "PYTHONPATH": str(root),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "exportsathi_db.testing"]
-        + ["--rootdir", str(tmp_path)]
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        + ["-p", "exportsathi_db.testing", "--rootdir", str(tmp_path)]
         + [arg for option in options for arg in ("-o", option)]
         + [str(tmp_path)],
         env=env,

@@ -115,7 +115,7 @@ async def _run(db: DatabaseConnection, unit: Unit, gate: asyncio.Semaphore) -> N
         try:
             await task
             unit.outcome = "returned"
-        except BaseException as exc:  # noqa: BLE001 - every outcome is recorded and checked
+        except BaseException as exc:  # every outcome is recorded and checked
             unit.outcome = type(exc).__name__
 
 

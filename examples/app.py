@@ -46,6 +46,38 @@ def json_schema_pattern(pattern: re.Pattern[str]) -> str:
     return re.sub(r"\s+#[^\n]*|\s+", "", pattern.pattern)
 
 
+# Whitespace to any of the three regex engines that read the patterns (Python's re in the
+# package, Rust's regex in Pydantic, ECMAScript's in a client's JSON Schema validator), and
+# NUL, which no text column takes.
+NOT_TEXT = r"\x00\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+def portable(pattern: str) -> str:
+    """`pattern` with its digits (`\\d`) as 0-9 and its whitespace (`\\s`, `\\S`) spelled
+    out: each engine has its own idea of both, so this is the form on which a client, FastAPI
+    and the package agree. It matches a subset of what `pattern` matches in Python. Only
+    the uses validation.py makes are handled: `\\d` and `\\S` outside character classes,
+    `\\s` in negated ones."""
+    out: list[str] = []
+    negated: bool | None = None  # in a character class: is it negated?
+    for piece in re.findall(r"\\.|\[\^?|.", pattern, flags=re.DOTALL):
+        if negated is None and piece.startswith("["):
+            negated = piece == "[^"
+        elif negated is not None and piece == "]":
+            negated = None
+        elif piece == r"\d":
+            assert negated is None
+            piece = "[0-9]"
+        elif piece == r"\S":
+            assert negated is None
+            piece = f"[^{NOT_TEXT}]"
+        elif piece == r"\s":
+            assert negated is True
+            piece = NOT_TEXT
+        out.append(piece)
+    return "".join(out)
+
+
 def length(column: Any) -> int:
     """The declared length of a String column of the models, e.g. `length(User.email)`."""
     return int(column.type.length)
@@ -54,8 +86,8 @@ def length(column: Any) -> int:
 # The rules the package checks before any SQL is sent (exportsathi_db.validation), and the
 # columns' lengths (exportsathi_db.models), as constraints of the request models: taken
 # from the package, so the schema cannot drift from the checks.
-PASSWORD_HASH = json_schema_pattern(_PASSWORD_HASH)
-EMAIL = _EMAIL.pattern
+PASSWORD_HASH = portable(json_schema_pattern(_PASSWORD_HASH))
+EMAIL = portable(_EMAIL.pattern)
 
 
 @asynccontextmanager

@@ -6,20 +6,22 @@ import asyncio
 import json
 import random
 import re
+import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy import text
 
 import exportsathi_db.dependencies
-from examples.app import PASSWORD_HASH as PASSWORD_HASH_PATTERN
-from examples.app import app
+from examples.app import NewUser, app
 from exportsathi_db import DatabaseConnection, DbSession, InvalidDataError, UserRepository
-from exportsathi_db.validation import check_password_hash
+from exportsathi_db.validation import check_email, check_password_hash
 from tests.factories import PASSWORD_HASH, unique
 
 
@@ -120,13 +122,13 @@ async def test_422_from_the_request_model_and_from_the_package_have_one_shape(
     assert farmer.status_code == 422
     [item] = farmer.json()["detail"]
     assert (item["type"], item["loc"]) == ("enum", ["body", "business_type"])
-    nul = await client.post("/users", json=_user(f"{unique('app')}\x00@example.in"))
+    nul = await client.post("/users", json=_user() | {"company_name": "Kochi\x00Spices"})
     assert nul.status_code == 422
     assert nul.json() == {
         "detail": [
             {
                 "type": "invalid_data",
-                "loc": ["body", "email"],
+                "loc": ["body", "company_name"],
                 "msg": "must not contain NUL characters",
             }
         ]
@@ -182,27 +184,63 @@ def test_the_openapi_schema_documents_inputs_outputs_and_errors() -> None:
         assert "$ref" in json.dumps(responses[success]), operation["operationId"]
 
 
-def test_the_password_hash_pattern_is_the_packages_rule() -> None:
-    """The request model's pattern is validation.py's rule, layout removed: same verdicts."""
-    samples = [
-        PASSWORD_HASH,
-        "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-        "pbkdf2_sha256$600000$salt$" + "A" * 44,
-        "pbkdf2:sha256:600000$salt$" + "0" * 64,
-        "$6$rounds=5000$salt$" + "a" * 86,
-        "$scrypt$ln=16,r=8,p=1$c2FsdA$aGFzaA",
-        "hunter2",
-        "$2b$12$short",
-        PASSWORD_HASH + "x",
-        "",
-    ]
-    for sample in samples:
-        try:
-            check_password_hash("password_hash", sample)
-            accepted = True
-        except InvalidDataError:
-            accepted = False
-        assert bool(re.search(PASSWORD_HASH_PATTERN, sample)) == accepted, sample
+def _accepts(check: Callable[[str, Any], Any], value: str) -> bool:
+    try:
+        check("field", value)
+    except InvalidDataError:
+        return False
+    return True
+
+
+def _pydantic_accepts(field: str, value: str) -> bool:  # Rust's regex, not Python's
+    body = _user() | {field: value}
+    try:
+        NewUser.model_validate(body)
+    except ValidationError:
+        return False
+    return True
+
+
+WHITESPACE = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()] + ["\ufeff"]
+
+
+@pytest.mark.parametrize(
+    ("field", "check", "valid", "variants"),
+    [
+        (
+            "password_hash",
+            check_password_hash,
+            [
+                PASSWORD_HASH,
+                "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "pbkdf2_sha256$600000$salt$" + "A" * 44,
+                "pbkdf2:sha256:600000$salt$" + "0" * 64,
+                "$6$rounds=5000$salt$" + "a" * 86,
+                "$scrypt$ln=16,r=8,p=1$c2FsdA$aGFzaA",
+            ],
+            ["hunter2", "$2b$12$short", PASSWORD_HASH + "x", "", "$2b$1\u0663$" + "a" * 53]
+            + [f"pbkdf2_sha256$600000$salt$A{c}" + "A" * 44 for c in [*WHITESPACE, "\x00"]],
+        ),
+        (
+            "email",
+            check_email,
+            ["meera@kochi-spices.in", "a.b+c@d.e.f", "ñandú@correo.es"],
+            ["meera", "a@b", "a@@b.c", ""] + [f"meera{c}@kochi.in" for c in WHITESPACE],
+        ),
+    ],
+)
+def test_the_request_patterns_are_the_packages_rules_in_every_engine(
+    field: str, check: Callable[[str, Any], Any], valid: list[str], variants: list[str]
+) -> None:
+    """The request model's patterns are validation.py's rules (digits and whitespace spelled
+    out, so that Python's re, Pydantic's Rust regex and a client's ECMAScript agree): what
+    they accept, the package accepts; the package's own examples pass everywhere."""
+    pattern = NewUser.model_json_schema()["properties"][field]["pattern"]
+    for value in valid + variants:
+        in_python = bool(re.search(pattern, value))
+        assert in_python == _pydantic_accepts(field, value), repr(value)
+        assert not in_python or _accepts(check, value), repr(value)
+        assert in_python or value not in valid, repr(value)
 
 
 def _failing_app() -> FastAPI:

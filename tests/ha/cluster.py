@@ -303,6 +303,19 @@ class PatroniCluster:
             time.sleep(0.05)
         raise ClusterError(f"no new leader within {timeout} s\n{self.logs()}")
 
+    def wait_replayed(self, timeout: float = 30) -> None:
+        """Wait until every standby has replayed the leader's WAL as of now (Patroni's lag
+        figures are up to a loop old): what was just written is readable on every node."""
+        target = self.psql("SELECT pg_current_wal_lsn()")
+        standbys = [n for n in self.nodes if n.port != self.wait_healthy(timeout).port]
+        deadline = time.monotonic() + timeout
+        for node in standbys:
+            sql = f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
+            while self.psql(sql, node=node) != "t":
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"{node.name} did not replay up to {target}")
+                time.sleep(0.05)
+
     def kill_postmaster(self, name: str) -> int:
         """SIGKILL the node's postmaster (only it: its children notice and exit); its pid."""
         pid = self.node(name).postmaster_pid()

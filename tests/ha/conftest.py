@@ -63,6 +63,7 @@ def ha_app(ha_cluster: PatroniCluster) -> HaApp:
         "task int NOT NULL, written_at timestamptz NOT NULL DEFAULT clock_timestamp())",
         database=app.database,
     )
+    ha_cluster.wait_replayed()  # the role and database exist on the standbys too
     return app
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.errors import (
@@ -68,6 +69,25 @@ async def write_in_scope(
     async with db.session_scope() as session:
         port, inserted = (await session.execute(INSERT, {"id": uid, "task": task})).one()
     return port, bool(inserted), 1
+
+
+def write_with_run(retries: int) -> Writer:
+    """One unit through `db.run(...)`: idempotent by the client's id (`ON CONFLICT (id) DO
+    NOTHING`), so `idempotent=True` is safe and an in-doubt commit is retried too."""
+
+    async def write(db: DatabaseConnection, uid: uuid.UUID, task: int) -> tuple[int, bool, int]:
+        attempts = 0
+
+        async def insert(session: AsyncSession) -> tuple[int, bool]:
+            nonlocal attempts
+            attempts += 1
+            row = (await session.execute(INSERT_IDEMPOTENT, {"id": uid, "task": task})).one()
+            return row[0], bool(row[1])
+
+        port, inserted = await db.run(insert, retries=retries, idempotent=True)
+        return port, inserted, attempts
+
+    return write
 
 
 @dataclass
@@ -192,6 +212,15 @@ class Figures:
         landed = sum(u.id in self.on_new_leader for u in self.in_doubt)
         failed = ", ".join(f"{k} {v}" for k, v in sorted(self.failures_by_type.items()))
         extra = "".join(f"; {k} {v}" for k, v in self.extra.items())
+        retried = [u for u in self.acked if u.attempts > 1]
+        if retried:
+            found = sum(not u.inserted for u in retried)
+            extra += (
+                f"; units retried {len(retried)} (most attempts "
+                f"{max(u.attempts for u in retried)}, more than 4 (db.run's default "
+                f"retries=3 would have failed them) {sum(u.attempts > 4 for u in retried)}; "
+                f"a retry found its row already committed {found})"
+            )
         return (
             f"{self.name}: writes back after {self.recovery_seconds:.2f} s "
             f"(longest gap between acknowledged writes {self.write_gap_seconds:.2f} s); "

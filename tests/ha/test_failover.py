@@ -3,7 +3,8 @@
 The application connects with one multi-host URL (`?host=h:p1&host=h:p2&host=h:p3&
 target_session_attrs=read-write`): asyncpg tries the nodes in turn and keeps the one that
 accepts writes. Twenty tasks loop units of work that each insert a row with a client-made
-id while (a) the leader's postmaster is killed (kill -9) and (b) a planned switchover runs.
+id while (a) the leader's postmaster is killed (kill -9) and (b) a planned switchover runs;
+(c) repeats (b) with units run by `db.run(..., idempotent=True)`, which must hide it entirely.
 
 Measured and printed (also in the run's summary): seconds from the event until writes are
 acknowledged again by the new leader, failed units by type, acknowledged units lost, units
@@ -29,13 +30,17 @@ from exportsathi_db.config import Settings
 from exportsathi_db.database import DatabaseConnection
 from tests.ha.cluster import LOOPBACK, Member, PatroniCluster
 from tests.ha.conftest import REPORTS, HaApp
-from tests.ha.load import Figures, WriteLoad, Writer, write_in_scope
+from tests.ha.load import Figures, WriteLoad, Writer, write_in_scope, write_with_run
 
 TASKS = 20
 WARM_UP_SECONDS = 2.0
 AFTER_RECOVERY_SECONDS = 3.0
 CRASH_GOAL, CRASH_LIMIT = 5.0, 15.0
 SWITCHOVER_GOAL, SWITCHOVER_LIMIT = 3.0, 10.0
+# db.run's default backoff (DB_RETRY_BACKOFF_BASE 0.05 s, _CAP 2 s, full jitter) waits at most
+# 0.35 s over its default 3 retries, well short of a ~2 s switchover; 15 retries wait
+# 10.6 s on average (21 s at most) and less than 3 s about once in a million units.
+RUN_RETRIES = 15
 
 
 def app_settings() -> Settings:
@@ -176,4 +181,22 @@ async def test_planned_switchover(ha_app: HaApp) -> None:
 
     figures = await run_scenario(ha_app, "planned switchover (POST /switchover)", switchover)
     goal(figures, SWITCHOVER_GOAL)
+    check(figures, SWITCHOVER_LIMIT)
+
+
+async def test_switchover_with_run_retries_fails_no_unit(ha_app: HaApp) -> None:
+    """With `db.run(..., idempotent=True)` and an idempotent insert, the client sees no
+    failure at all during a switchover, and every id is on the new leader exactly once."""
+
+    async def switchover(cluster: PatroniCluster, leader: Member) -> None:
+        await asyncio.to_thread(cluster.switchover)
+
+    figures = await run_scenario(
+        ha_app,
+        f"planned switchover, units through db.run(retries={RUN_RETRIES}, idempotent=True)",
+        switchover,
+        write_with_run(RUN_RETRIES),
+    )
+    goal(figures, SWITCHOVER_GOAL)
+    assert figures.failed == [], figures.describe(figures.failed)
     check(figures, SWITCHOVER_LIMIT)

@@ -120,7 +120,7 @@ def _concurrency(scale: dict[str, Any], p: dict[str, Any]) -> list[str]:
     rows = []
     for tasks, level in scale["concurrency"].items():
         raw, raw_cpu = level["asyncpg"]["ops_per_s"], level["asyncpg"]["cpu_ms_per_op"]
-        for impl in IMPLS:
+        for impl in (*IMPLS, *(k for k in level if k.startswith("repo ("))):
             ops, cpu = level[impl]["ops_per_s"], level[impl]["cpu_ms_per_op"]
             passed = ok(ops >= CONCURRENCY_RATIO * raw) if impl == "repo" else ""
             opened = level[impl].get("connections_opened", "-")
@@ -135,7 +135,8 @@ def _concurrency(scale: dict[str, Any], p: dict[str, Any]) -> list[str]:
         "bounds ops/s once the client's one core is saturated. Connections opened: new "
         "server connections the pool opened during the rounds (SQLAlchemy's pool closes an "
         "overflow connection that comes back while its 10 are idle, and opens a new one "
-        "when load rises again)."
+        "when load rises again). `repo (pool 20 + 0)`, for reference: the same repositories "
+        "with a fixed pool of 20 (`DB_POOL_SIZE=20`, `DB_MAX_OVERFLOW=0`)."
     )
     header = ["tasks", "implementation", "ops/s", "vs asyncpg", f">= {CONCURRENCY_RATIO}x"]
     header += ["client CPU ms/op", "CPU vs asyncpg"]

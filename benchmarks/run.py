@@ -41,7 +41,7 @@ from benchmarks.fixtures import (
 )
 from benchmarks.scenarios_asyncpg import AsyncpgScenarios, create_pool
 from benchmarks.scenarios_orm import OrmScenarios, create_engine
-from benchmarks.scenarios_repo import opened
+from benchmarks.scenarios_repo import RepoScenarios, connection, opened
 from benchmarks.timing import interleaved, interleaved_throughput, summary
 
 SCALES = {"small": 10_000, "large": 1_000_000}
@@ -77,11 +77,13 @@ async def measure(
     fx: Fixtures,
     p: Params,
     connects: Counter[str],
+    pool_variants: dict[str, Scenarios],
 ) -> dict[str, Any]:
     """Every scenario on every implementation; summaries plus the raw samples (ms).
     `read_only`: the variants that also run the read-only scenarios (read_scope() and raw
     asyncpg's BEGIN READ ONLY ... ROLLBACK). `connects`: new connections opened so far, per
-    implementation (a pool that closes and reopens connections under load pays for it)."""
+    implementation (a pool that closes and reopens connections under load pays for it).
+    `pool_variants`: more implementations for the concurrency rounds only."""
     out: dict[str, Any] = {"scenarios": {}, "bulk": {}, "concurrency": {}, "samples": {}}
     for name in (*REQUEST_SCENARIOS, OLD_LOGIN):
         chosen = {**impls, **read_only} if name in READ_ONLY else impls
@@ -109,7 +111,7 @@ async def measure(
             stats |= {"rows": rows, "rows_per_s": rows / (stats["median_ms"] / 1000)}
             out["bulk"][name][key] = stats
         out["samples"][name] = {key: [s * 1000 for s in t[0]] for key, t in times.items()}
-    ops = {key: mixed_op(impl, fx) for key, impl in impls.items()}
+    ops = {key: mixed_op(impl, fx) for key, impl in {**impls, **pool_variants}.items()}
     start = 0
     for tasks, per_task in p.concurrency:
         _log(f"  concurrency: {p.rounds} rounds of {tasks} tasks x {per_task} operations")
@@ -136,7 +138,14 @@ async def run_scale(admin_url: URL, scale: str, p: Params) -> dict[str, Any]:
     url = await environment.fresh_database(admin_url, f"exportsathi_bench_{scale}")
     try:
         _log(f"[{scale}] seeding about {rows:,} rows")
-        seed_seconds = await environment.seed_database(url, rows)
+        try:
+            seed_seconds = await environment.seed_database(url, rows)
+        except TimeoutError:  # seen twice at 10^6 rows on a loaded machine: asyncpg's COPY
+            _log(f"[{scale}] seeding failed with TimeoutError (asyncpg's COPY); once more")
+            await environment.drop_database(admin_url, url)
+            url = await environment.fresh_database(admin_url, f"exportsathi_bench_{scale}")
+            seed_seconds = await environment.seed_database(url, rows)
+        fixed_pool = connection(url, pool_size=20, max_overflow=0)
         async with opened(url) as (repo, read_scope):
             fx = await make_fixtures(repo.db)
             connects: Counter[str] = Counter()
@@ -144,7 +153,10 @@ async def run_scale(admin_url: URL, scale: str, p: Params) -> dict[str, Any]:
             raw = AsyncpgScenarios(pool)
             raw_read_only = AsyncpgScenarios(pool, read_only=True, owns_pool=False)
             orm = OrmScenarios(create_engine(url))
-            for name, engine in (("repo", repo.db.engine), ("orm", orm.engine)):
+            repo_fixed = RepoScenarios(fixed_pool)
+            repo_fixed.name = "repo (pool 20 + 0)"
+            engines = [("repo", repo.db.engine), ("orm", orm.engine)]
+            for name, engine in [*engines, (repo_fixed.name, fixed_pool.engine)]:
                 event.listen(engine.sync_engine, "connect", lambda *_, n=name: connects.update([n]))
             try:
                 impls: dict[str, Scenarios] = {"asyncpg": raw, "repo": repo, "orm": orm}
@@ -152,10 +164,12 @@ async def run_scale(admin_url: URL, scale: str, p: Params) -> dict[str, Any]:
                     raw_read_only.name: raw_read_only,
                     read_scope.name: read_scope,
                 }
-                result = await measure(impls, read_only, fx, p, connects)
+                variants: dict[str, Scenarios] = {repo_fixed.name: repo_fixed}
+                result = await measure(impls, read_only, fx, p, connects, variants)
             finally:
                 await raw.close()
                 await orm.close()
+                await fixed_pool.dispose()
         return {"rows": rows, "seed_seconds": seed_seconds, **result}
     finally:
         await environment.drop_database(admin_url, url)

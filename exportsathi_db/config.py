@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # How long the rollback that ends a failed unit of work may take before its connection is
     # closed instead.
     db_cleanup_timeout: float = Field(5.0, gt=0)
+    # The server's TCP keepalives on this package's connections (tcp_keepalives_idle, seconds;
+    # then a probe every idle/5 s, 5 of them): the server ends the session of a client that
+    # vanished behind a partition within about twice this, freeing its slot and locks, instead
+    # of after the operating system's ~2 h. Not set with DB_PGBOUNCER (configure PgBouncer's
+    # own). None: the server's defaults.
+    db_server_keepalive_idle: int | None = Field(60, ge=1)
     # DatabaseConnection.run(): exponential backoff with full jitter between attempts, seconds.
     db_retry_backoff_base: float = Field(0.05, gt=0)
     db_retry_backoff_cap: float = Field(2.0, gt=0)

@@ -23,6 +23,9 @@ logger = logging.getLogger("exportsathi_db")
 PING_AFTER_IDLE_SECONDS = 10.0
 # How often the server checks, during a statement, that the client is still connected.
 CLIENT_CHECK_INTERVAL_MS = 1000
+# Unanswered keepalive probes (one every DB_SERVER_KEEPALIVE_IDLE / 5 s) before the server
+# drops a silent client: it is gone after about twice DB_SERVER_KEEPALIVE_IDLE.
+KEEPALIVE_PROBES = 5
 
 
 # Connections opened before this time (time.monotonic()) are replaced at their next checkout
@@ -116,7 +119,12 @@ def create_engine(
     if provider is not None:
         event.listen(sync, "handle_error", _provider_password_refused)
     if not s.db_pgbouncer:  # a SET would leak to PgBouncer's other clients
-        event.listen(sync, "connect", _check_client_connection)
+        keepalive = s.db_server_keepalive_idle
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            _set_session_guards(dbapi_connection, keepalive)
+
+        event.listen(sync, "connect", on_connect)
     return engine
 
 
@@ -217,14 +225,32 @@ def _on_checkin(dbapi_connection: Any, record: Any, retired_before: float) -> No
     record.info["idle_since"] = time.monotonic()
 
 
-def _check_client_connection(dbapi_connection: Any, _record: Any) -> None:
-    """Have the server poll the client's socket during statements (PostgreSQL 14+): when a
-    connection is dropped mid-statement (e.g. its task was cancelled), the server stops the
-    statement instead of running it to its end.
+def _set_session_guards(dbapi_connection: Any, keepalive_idle: int | None) -> None:
+    """One round trip on each new connection:
+
+    - have the server poll the client's socket during statements (PostgreSQL 14+): when a
+      connection is dropped mid-statement (e.g. its task was cancelled), the server stops the
+      statement instead of running it to its end;
+    - the server's TCP keepalives (DB_SERVER_KEEPALIVE_IDLE): it ends the session of a client
+      that vanished behind a network partition, freeing its slot and locks. (asyncpg has no
+      client-side keepalive option; the client's own waits are bounded by DB_COMMAND_TIMEOUT.)
+      Set as a SET, not a startup parameter, which proxies may refuse; ignored by the server
+      on a unix socket.
     """
-    if dbapi_connection.driver_connection.get_server_version() >= (14,):
-        sql = f"SET client_connection_check_interval = {CLIENT_CHECK_INTERVAL_MS}"
-        dbapi_connection.run_async(lambda conn: conn.execute(sql))
+    driver = dbapi_connection.driver_connection
+    sql = []
+    if driver.get_server_version() >= (14,):
+        sql.append(f"SET client_connection_check_interval = {CLIENT_CHECK_INTERVAL_MS}")
+    if keepalive_idle is not None:
+        interval = max(1, keepalive_idle // KEEPALIVE_PROBES)
+        sql += [
+            f"SET tcp_keepalives_idle = {int(keepalive_idle)}",
+            f"SET tcp_keepalives_interval = {interval}",
+            f"SET tcp_keepalives_count = {KEEPALIVE_PROBES}",
+        ]
+    if sql:
+        statement = "; ".join(sql)
+        dbapi_connection.run_async(lambda conn: conn.execute(statement))
 
 
 def _unique_statement_name() -> str:

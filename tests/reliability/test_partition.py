@@ -22,6 +22,7 @@ from exportsathi_db.errors import (
     DatabaseUnavailableError,
 )
 from exportsathi_db.repositories.users import UserRepository
+from exportsathi_db.servers import TemporaryCluster
 from tests.factories import PASSWORD_HASH, unique
 from tests.reliability.support import app_backends, connect, eventually
 from tests.reliability.tcp_proxy import PartitionProxy
@@ -233,3 +234,35 @@ async def test_cancellation_under_a_partition_cleans_up_in_time(
 
 async def _none_idle_in_transaction(url: URL, app: str) -> bool:
     return not [b for b in await app_backends(url, app) if b["state"] == "idle in transaction"]
+
+
+async def test_the_server_keeps_alive_and_drops_vanished_clients(
+    own_server: TemporaryCluster, own_url: URL
+) -> None:
+    """DB_SERVER_KEEPALIVE_IDLE reaches the server on every connection (asyncpg has no
+    client-side keepalive option; the client is bounded by DB_COMMAND_TIMEOUT instead)."""
+    show = text(
+        "SELECT current_setting('tcp_keepalives_idle'), "
+        "current_setting('tcp_keepalives_interval'), current_setting('tcp_keepalives_count')"
+    )
+    for idle, expected in ((60, ("60", "12", "5")), (10, ("10", "2", "5"))):
+        db = connect(own_url, db_server_keepalive_idle=idle)
+        try:
+            async with db.session_scope() as session:
+                assert tuple((await session.execute(show)).one()) == expected
+        finally:
+            await db.dispose()
+    db = connect(own_url, db_server_keepalive_idle=None)
+    try:
+        async with db.session_scope() as session:
+            assert (await session.execute(show)).one()[0] != "60"  # the server's default
+    finally:
+        await db.dispose()
+    # On a unix socket the server ignores them: no error.
+    socket_url = own_url.set(host=None, query={"host": str(own_server.socket_dir)})
+    db = connect(socket_url)
+    try:
+        async with db.session_scope() as session:
+            assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()

@@ -345,6 +345,11 @@ def translate(error: BaseException, *, url: URL | None = None) -> BaseException:
         driver.__cause__ is not None or getattr(driver, "severity", None) is None
     ):  # raised by asyncpg itself, not the server: a parameter it cannot encode
         return _unencodable(driver)
+    if isinstance(driver, asyncpg_exc.TargetServerAttributeNotMatched):
+        return DatabaseUnavailableError(
+            f"no server of the database URL{at} is what target_session_attrs asks for (e.g. "
+            "none accepts writes yet: a failover in progress); retry the unit of work"
+        )
     if isinstance(driver, asyncpg_exc.InternalClientError):  # e.g. "cannot switch to state 12"
         return DatabaseUnavailableError(
             f"the database connection broke off in an unexpected state{at} "

@@ -143,3 +143,17 @@ async def test_run_succeeds_once_the_server_takes_writes_again(own_url: URL) -> 
         await admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
         await admin.close()
         await db.dispose()
+
+
+async def test_no_writable_server_in_the_url_is_retryable(standby_url: URL) -> None:
+    """A URL asking for a read-write server (target_session_attrs, as with several hosts
+    during a failover) that finds only a standby: retryable, and says what happened."""
+    url = standby_url.update_query_dict({"target_session_attrs": "read-write"})
+    db = connect(url)
+    try:
+        with pytest.raises(DatabaseUnavailableError) as info:
+            async with db.session_scope() as session:
+                await session.execute(text("SELECT 1"))
+        assert info.value.retryable and "target_session_attrs" in str(info.value)
+    finally:
+        await db.dispose()

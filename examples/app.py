@@ -36,7 +36,7 @@ from exportsathi_db import (
     db_connection,
 )
 from exportsathi_db.dependencies import ERROR_RESPONSES
-from exportsathi_db.validation import _EMAIL, _PASSWORD_HASH  # no public names yet
+from exportsathi_db.validation import EMAIL_PATTERN, PASSWORD_HASH_PATTERN
 
 
 def json_schema_pattern(pattern: re.Pattern[str]) -> str:
@@ -86,8 +86,8 @@ def length(column: Any) -> int:
 # The rules the package checks before any SQL is sent (exportsathi_db.validation), and the
 # columns' lengths (exportsathi_db.models), as constraints of the request models: taken
 # from the package, so the schema cannot drift from the checks.
-PASSWORD_HASH = portable(json_schema_pattern(_PASSWORD_HASH))
-EMAIL = portable(_EMAIL.pattern)
+PASSWORD_HASH = portable(json_schema_pattern(PASSWORD_HASH_PATTERN))
+EMAIL = portable(EMAIL_PATTERN.pattern)
 
 
 @asynccontextmanager

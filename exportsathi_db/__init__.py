@@ -6,7 +6,9 @@ Nothing connects to a database or reads the environment at import time.
 from exportsathi_db.config import Settings, get_settings
 from exportsathi_db.database import DatabaseConnection, check_db_connection, db_connection
 from exportsathi_db.dependencies import (
+    ERROR_RESPONSES,
     DbSession,
+    ErrorResponse,
     ReadDbSession,
     add_error_handlers,
     get_db,
@@ -27,7 +29,7 @@ from exportsathi_db.errors import (
     SchemaVersionError,
     UnexpectedDatabaseError,
 )
-from exportsathi_db.migrations import drop_db, init_db
+from exportsathi_db.migrations import Blocker, MigrationLockTimeoutError, drop_db, init_db
 from exportsathi_db.models import (
     ActionPlanProgress,
     Base,
@@ -71,12 +73,14 @@ from exportsathi_db.views import (
 )
 
 __all__ = [
+    "ERROR_RESPONSES",
     "UNSET",
     "ActionPlan",
     "ActionPlanProgress",
     "AlreadyExistsError",
     "AnalysisRepository",
     "Base",
+    "Blocker",
     "BusinessType",
     "CertificationProgress",
     "CertificationStatus",
@@ -94,6 +98,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "DbSession",
     "DocumentView",
+    "ErrorResponse",
     "ExportSathiDBError",
     "FinanceAnalysis",
     "FinanceAnalysisView",
@@ -103,6 +108,7 @@ __all__ = [
     "LogisticsAnalysis",
     "LogisticsAnalysisView",
     "MessageRole",
+    "MigrationLockTimeoutError",
     "NotFoundError",
     "Page",
     "PlanDay",

@@ -26,7 +26,7 @@ _FIRST_UTC = datetime.min.replace(tzinfo=UTC)
 _LAST_UTC = datetime.max.replace(tzinfo=UTC)
 
 # Modular-crypt and framework formats of the common password hashing schemes.
-_PASSWORD_HASH = re.compile(
+PASSWORD_HASH_PATTERN = re.compile(
     r"""^(?:
         \$2[abxy]\$\d{2}\$[./A-Za-z0-9]{53}                        # bcrypt
       | \$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+  # argon2
@@ -121,11 +121,11 @@ def check_decimal(field: str, value: Any, precision: int | None, scale: int | No
     return value
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def check_email(field: str, value: Any) -> Any:
-    if not isinstance(value, str) or not _EMAIL.match(value):
+    if not isinstance(value, str) or not EMAIL_PATTERN.match(value):
         raise InvalidDataError(field, "must be an email address like name@example.com")
     return value
 
@@ -154,7 +154,7 @@ def check_aware(field: str, value: Any) -> Any:
 
 def check_password_hash(field: str, value: Any) -> Any:
     """Accept only recognisable password hashes, so plain passwords never reach the table."""
-    if not isinstance(value, str) or len(value) > 255 or not _PASSWORD_HASH.match(value):
+    if not isinstance(value, str) or len(value) > 255 or not PASSWORD_HASH_PATTERN.match(value):
         raise InvalidDataError(
             field,
             "must be a password hash (bcrypt, argon2, scrypt, pbkdf2, sha-crypt), not a password",

@@ -156,4 +156,20 @@ async def describe(url: URL) -> dict[str, Any]:
         "server": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "throwaway local server",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "load_at_start": os.getloadavg()[0],  # other work on the machine skews the numbers
+        "package": _package_version(),
     }
+
+
+def _package_version() -> str:
+    """The commit measured, and whether exportsathi_db/ had changes not committed yet."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown (not a git work tree)"
+    dirty = git("status", "--porcelain", "--", "exportsathi_db")
+    return commit + (" + uncommitted changes in exportsathi_db/" if dirty else "")

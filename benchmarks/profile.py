@@ -34,13 +34,14 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from benchmarks import asyncpg_sql as sql
 from benchmarks import environment
 from benchmarks.fixtures import REPORT_DATA, Fixtures, make_fixtures, scenario_ops
-from benchmarks.scenarios_asyncpg import AsyncpgScenarios, create_pool
+from benchmarks.scenarios_asyncpg import AsyncpgScenarios, connect_kwargs, create_pool
 from benchmarks.scenarios_repo import ANSWER, QUESTION, opened
 from benchmarks.timing import interleaved, summary
 from exportsathi_db import DatabaseConnection
@@ -284,6 +285,22 @@ async def micro(db: DatabaseConnection, calls: int) -> None:
     print("| call | CPU us/call |\n|---|---|")
     for name, (_walls, cpus) in per_statement.items():
         print(f"| {name} | {sum(cpus) * 1e6 / len(cpus):.1f} |")
+
+    # asyncpg's command_timeout (the package sets DB_COMMAND_TIMEOUT): a timer per statement
+    kwargs = connect_kwargs(db.engine.url)
+    plain = await asyncpg.connect(**kwargs)
+    timed = await asyncpg.connect(**kwargs, command_timeout=db.settings.db_command_timeout)
+    try:
+        by_conn = {"asyncpg, no command_timeout": plain, "asyncpg, command_timeout": timed}
+        timer_ops: dict[str, Callable[[int], Awaitable[Any]]] = {
+            name: (lambda i, c=c: c.fetchrow(statement, i)) for name, c in by_conn.items()
+        }
+        with_timer = await interleaved(timer_ops, iterations=calls, batch=10, warmup=100)
+    finally:
+        await plain.close()
+        await timed.close()
+    for name, (_walls, cpus) in with_timer.items():
+        print(f"| {name} fetchrow | {sum(cpus) * 1e6 / len(cpus):.1f} |")
 
     async def ends_with_commit(i: int) -> None:
         async with db.session_scope() as s:

@@ -247,7 +247,8 @@ def _header(results: dict[str, Any]) -> list[str]:
         "interleaved runs, are what count).",
         f"- Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']} GiB RAM ({env['os']}).",
         f"- Python {env['python']}, PostgreSQL {env['postgresql']} ({env['server']} on the same "
-        f"machine), SQLAlchemy {env['sqlalchemy']}, asyncpg {env['asyncpg']}.",
+        f"machine), SQLAlchemy {env['sqlalchemy']}, asyncpg {env['asyncpg']}; exportsathi_db "
+        f"at {env.get('package', 'an unrecorded commit')}.",
         f"- Each implementation makes {p['iterations']} calls per unit of work after "
         f"{p['warmup']} warm-up calls ({p['bulk_iterations']} for bulk); they take turns in "
         f"batches of {p['batch']} ({p['bulk_batch']} for bulk) in one process.",

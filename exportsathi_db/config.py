@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # own). None: the server's defaults.
     db_server_keepalive_idle: int | None = Field(60, ge=1)
     # DatabaseConnection.run(): exponential backoff with full jitter between attempts, seconds.
-    db_retry_backoff_base: float = Field(0.05, gt=0)
+    db_retry_backoff_base: float = Field(0.1, gt=0)
     db_retry_backoff_cap: float = Field(2.0, gt=0)
     # A program (and arguments, split like a shell would, but run without one) that prints the
     # database password on its first stdout line; run for every new connection (rotating

@@ -4,7 +4,8 @@
 - A block with `def test_` is a test module: it runs under pytest in a subprocess.
 - Any other block is a fragment of a unit of work: the fragments run in order, in one
   namespace, with top-level `await`, inside the test's rolled-back `session` (plus the
-  script's `PASSWORD_HASH`), as a FastAPI route would run them.
+  script's `PASSWORD_HASH`), as a FastAPI route would run them; `db_connection` is the test
+  database's.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import exportsathi_db
+from exportsathi_db.database import DatabaseConnection
 from tests.factories import PASSWORD_HASH
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -57,14 +61,21 @@ async def test_script_blocks_run(
 
 
 async def test_fragment_blocks_run_in_order_in_one_unit_of_work(
-    db_session: AsyncSession,
+    db_session: AsyncSession, db: DatabaseConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # `from exportsathi_db import db_connection` in a block gets the test database's.
+    monkeypatch.setattr(exportsathi_db, "db_connection", db)
     namespace: dict[str, Any] = {"session": db_session, "PASSWORD_HASH": PASSWORD_HASH}
-    for n, block in enumerate(FRAGMENTS):
-        code = compile(block, f"README block {n}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-        result = eval(code, namespace)  # noqa: S307 - the README's own code, run on purpose
-        if result is not None:  # a block with top-level await compiles to a coroutine
-            await result
+    try:
+        for n, block in enumerate(FRAGMENTS):
+            flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+            code = compile(block, f"README block {n}", "exec", flags=flags)
+            result = eval(code, namespace)  # noqa: S307 - the README's own code, run on purpose
+            if result is not None:  # a block with top-level await compiles to a coroutine
+                await result
+    finally:  # what the blocks committed through db_connection.run()
+        async with db.session_scope() as session:
+            await session.execute(text("DELETE FROM users WHERE email = 'ravi@kochi-spices.in'"))
 
 
 @pytest.mark.parametrize("module", TEST_MODULES)

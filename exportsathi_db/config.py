@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     # High availability (docs/unit-of-work.md). asyncpg's command_timeout: the longest wait, in
     # seconds, for the server's answer to any statement (BEGIN and COMMIT too), so a silent
     # network partition fails as ConnectionTimeoutError instead of hanging. It must stay above
-    # DB_STATEMENT_TIMEOUT_MS and DB_MIGRATION_STATEMENT_TIMEOUT_MS (60 s by default), so the
-    # server, not the client, stops a slow statement with a clear error. None: no limit.
+    # DB_STATEMENT_TIMEOUT_MS and DB_MIGRATION_STATEMENT_TIMEOUT_MS, so the server, not the
+    # client, stops a slow statement with a clear error. None: no limit.
     db_command_timeout: float | None = Field(90.0, gt=0)
     # How long the rollback that ends a failed unit of work may take before its connection is
     # closed instead.

@@ -33,7 +33,7 @@ WORKERS = (1, 2)
 CONNECTIONS = 50
 USERS = 100  # each with a full report (10 certifications, 5 documents, 21 tasks) and a chat
 HISTORY = 50  # messages in each chat beforehand: the history page is always a full one
-# The request mix, in turn per wrk thread: 40% reads (report page, chat history), 60% writes.
+# The request mix, in turn per wrk thread: 60% reads (report page, chat history), 40% writes.
 MIX = [
     "page", "history", "ask", "page", "history", "report", "ask", "page", "history", "user",
     "page", "history", "ask", "page", "history", "report", "ask", "page", "history", "chat",

@@ -133,10 +133,13 @@ def _concurrency(scale: dict[str, Any], p: dict[str, Any]) -> list[str]:
         "the implementations taking turns. Pools: 10 + 10 overflow (SQLAlchemy, repo and "
         "ORM), 10..20 (asyncpg). Client CPU: this process's CPU time per operation, which "
         "bounds ops/s once the client's one core is saturated. Connections opened: new "
-        "server connections the pool opened during the rounds (SQLAlchemy's pool closes an "
-        "overflow connection that comes back while its 10 are idle, and opens a new one "
-        "when load rises again). `repo (pool 20 + 0)`, for reference: the same repositories "
-        "with a fixed pool of 20 (`DB_POOL_SIZE=20`, `DB_MAX_OVERFLOW=0`)."
+        "server connections the pool opened during the rounds (warm-up included). Two causes "
+        "on the SQLAlchemy side: its pool closes an overflow connection that comes back while "
+        "its 10 are idle and opens a new one when load rises again; and the package's ping "
+        'of a connection idle for over 10 s (`execute(";")`) fails on asyncpg 0.32, so '
+        "each such connection is replaced (each implementation idles while the others take "
+        "their turn). `repo (pool 20 + 0)`, for reference: the same repositories with a fixed "
+        "pool of 20 (`DB_POOL_SIZE=20`, `DB_MAX_OVERFLOW=0`)."
     )
     header = ["tasks", "implementation", "ops/s", "vs asyncpg", f">= {CONCURRENCY_RATIO}x"]
     header += ["client CPU ms/op", "CPU vs asyncpg"]

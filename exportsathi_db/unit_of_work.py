@@ -112,8 +112,19 @@ async def unit_of_work(
     if commit:
         await _commit(session, cleanup_timeout)
         await session.close()  # after COMMIT no I/O is left: the connection returns to the pool
-    else:  # a read-only unit ends with a ROLLBACK, which must finish even if cancelled
-        await _uninterruptible(_abandon(session, clean=True, timeout=cleanup_timeout))
+    else:  # a read-only unit ends with a ROLLBACK; if that fails or is cancelled, the
+        # connection's state is unknown: close it (in a cleanup that cannot be interrupted)
+        try:
+            await session.rollback()
+        except BaseException as exc:
+            if is_command_timeout(exc):
+                _terminate(session)
+            await _uninterruptible(_abandon(session, clean=False, timeout=cleanup_timeout))
+            error = translate(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        await session.close()
 
 
 def _terminate(session: AsyncSession) -> None:

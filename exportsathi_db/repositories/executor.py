@@ -19,6 +19,7 @@ both indexable and iterable); the read models in `exportsathi_db.views` are buil
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -27,13 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from exportsathi_db.errors import translate
 
 Row = Sequence[Any]
+# session.info key: (weak reference to the SessionTransaction, its AsyncConnection, driver)
+_ROUTE = "exportsathi_db.executor.route"
 
 
 async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[Row]:
     """All rows of `sql`."""
     try:
-        connection = await _connection(session)
-        driver = await _driver_in_transaction(connection)
+        connection, driver = await _route(session)
         if driver is None:
             return [tuple(row) for row in await connection.exec_driver_sql(sql, args)]
         _echo(connection, sql, args)
@@ -45,8 +47,7 @@ async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[Row]:
 async def fetchrow(session: AsyncSession, sql: str, *args: Any) -> Row | None:
     """The first row of `sql`, or None."""
     try:
-        connection = await _connection(session)
-        driver = await _driver_in_transaction(connection)
+        connection, driver = await _route(session)
         if driver is None:
             row = (await connection.exec_driver_sql(sql, args)).first()
             return None if row is None else tuple(row)
@@ -59,8 +60,7 @@ async def fetchrow(session: AsyncSession, sql: str, *args: Any) -> Row | None:
 async def execute(session: AsyncSession, sql: str, *args: Any) -> int:
     """Run `sql` for its effect; returns the number of rows it affected."""
     try:
-        connection = await _connection(session)
-        driver = await _driver_in_transaction(connection)
+        connection, driver = await _route(session)
         if driver is None:
             return (await connection.exec_driver_sql(sql, args)).rowcount
         _echo(connection, sql, args)
@@ -71,18 +71,28 @@ async def execute(session: AsyncSession, sql: str, *args: Any) -> int:
         raise translate(exc) from exc
 
 
-async def _connection(session: AsyncSession) -> AsyncConnection:
+async def _route(session: AsyncSession) -> tuple[AsyncConnection, Any]:
+    """The session's connection, and its asyncpg connection if the server has this
+    transaction open (else None: the statement must go through SQLAlchemy, whose adapter
+    begins the transaction lazily). Pending ORM changes are flushed first.
+
+    Both are remembered for the rest of the session's transaction (by a weak reference to
+    it, so no reference cycle), which saves two greenlet switches per statement."""
     sync = session.sync_session
     if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
         await session.flush()
-    return await session.connection()
-
-
-async def _driver_in_transaction(connection: AsyncConnection) -> Any:
-    """The asyncpg connection if the server has this transaction open, else None (then the
-    statement must go through SQLAlchemy, whose adapter begins the transaction lazily)."""
+    transaction = sync.get_transaction()
+    cached: tuple[Any, AsyncConnection, Any] | None = session.info.get(_ROUTE)
+    if cached is not None and transaction is not None and cached[0]() is transaction:
+        connection, driver = cached[1], cached[2]
+        if driver.is_in_transaction():
+            return connection, driver
+    connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
-    return driver if driver is not None and driver.is_in_transaction() else None
+    if driver is None or not driver.is_in_transaction():
+        return connection, None
+    session.info[_ROUTE] = (weakref.ref(sync.get_transaction()), connection, driver)
+    return connection, driver
 
 
 def _echo(connection: AsyncConnection, sql: str, args: tuple[Any, ...]) -> None:

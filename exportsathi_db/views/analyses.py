@@ -1,7 +1,5 @@
 """Read models of a report's finance and logistics analyses, and of a user's metrics."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from decimal import Decimal

@@ -1,7 +1,5 @@
 """Read models of chat sessions and their messages."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from typing import Any

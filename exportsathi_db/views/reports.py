@@ -1,8 +1,6 @@
 """Read models of reports and what hangs off them: certifications, generated documents and
 the 7-day action plan (a report's tasks, also grouped by day)."""
 
-from __future__ import annotations
-
 import uuid
 from datetime import datetime
 from decimal import Decimal

@@ -1,7 +1,5 @@
 """Read models of users."""
 
-from __future__ import annotations
-
 import dataclasses
 import uuid
 from datetime import datetime

@@ -49,9 +49,18 @@ async def _init(db: DatabaseConnection, args: argparse.Namespace) -> int:
     return 0
 
 
+_NODE = (
+    "SELECT host(inet_server_addr()) AS addr, inet_server_port() AS port,"
+    " pg_is_in_recovery() AS standby"
+)
+
+
 async def _check(db: DatabaseConnection, _args: argparse.Namespace) -> int:
     async with db.engine.connect() as conn:
         version = (await conn.execute(text("SHOW server_version"))).scalar_one()
+        # Which node answered (a multi-host DATABASE_URL picks one) and whether it is the
+        # primary; a unix socket has no address.
+        node = (await conn.execute(text(_NODE))).one()
         timings = []
         for _ in range(5):
             start = time.perf_counter()
@@ -60,6 +69,8 @@ async def _check(db: DatabaseConnection, _args: argparse.Namespace) -> int:
     current, head = await current_revision(db), head_revision()
     s = db.settings
     print(f"server:    PostgreSQL {version} at {_where(db.url)}, database {db.url.database}")
+    address = f"{node.addr}:{node.port}" if node.addr else f"local socket, port {node.port}"
+    print(f"node:      {address}, {'a standby' if node.standby else 'the primary'}")
     print(f"latency:   {statistics.median(timings):.2f} ms round trip (median of 5)")
     print(f"schema:    {current or 'none'} (head {head})")
     print(
@@ -181,6 +192,8 @@ def _failure(error: BaseException, db: DatabaseConnection) -> str:
     """One line for the user: what went wrong and where, never a password or a traceback."""
     if isinstance(error, ValidationError):
         first = error.errors()[0]
+        if not first["loc"]:  # a rule across settings (a model validator)
+            return f"invalid settings: {first['msg'].removeprefix('Value error, ')}"
         return f"invalid setting {str(first['loc'][0]).upper()}: {first['msg']}"
     if isinstance(error, EmbeddedServerError):
         return str(error)

@@ -6,7 +6,7 @@ import shlex
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     db_migration_lock_timeout_ms: int = Field(800, ge=0)
     db_migration_statement_timeout_ms: int = Field(15_000, ge=0)
     db_migration_lock_retries: int = Field(5, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _pgbouncer_cannot_pass_timeouts(self) -> Settings:
+        """Refused when settings load, so bad configuration fails at startup."""
+        timeouts = (self.db_statement_timeout_ms, self.db_idle_in_transaction_timeout_ms)
+        if self.db_pgbouncer and any(t is not None for t in timeouts):
+            raise ValueError(
+                "DB_STATEMENT_TIMEOUT_MS / DB_IDLE_IN_TRANSACTION_TIMEOUT_MS cannot pass "
+                "through PgBouncer; set them on the database role instead "
+                "(ALTER ROLE ... SET statement_timeout = ...)"
+            )
+        return self
 
     @field_validator("database_url", "database_read_url")
     @classmethod

@@ -45,13 +45,6 @@ def create_engine(
     """
     s = settings
     url, sslmode = parse_database_url(raw_url)
-    timeouts = (s.db_statement_timeout_ms, s.db_idle_in_transaction_timeout_ms)
-    if s.db_pgbouncer and any(t is not None for t in timeouts):
-        raise ConfigurationError(
-            "DB_STATEMENT_TIMEOUT_MS / DB_IDLE_IN_TRANSACTION_TIMEOUT_MS cannot pass through "
-            "PgBouncer; set them on the database role instead "
-            "(ALTER ROLE ... SET statement_timeout = ...)"
-        )
     if (
         s.db_command_timeout is not None
         and s.db_statement_timeout_ms is not None

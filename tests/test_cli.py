@@ -100,6 +100,7 @@ async def test_init_twice_then_check(empty_database: EmptyDatabase, tmp_path: Pa
     for expected in (
         "server:    PostgreSQL ",
         f"127.0.0.1:{url.port}",
+        f"node:      127.0.0.1:{url.port}, the primary",
         "latency:",
         " ms round trip",
         f"schema:    {head_revision()} (head {head_revision()})",

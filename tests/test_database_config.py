@@ -274,15 +274,35 @@ async def test_sslmode_reaches_the_connection(
     assert list(results) == [reachable, reachable]
 
 
-def test_timeouts_behind_pgbouncer_are_refused_with_a_clear_message() -> None:
-    from exportsathi_db.config import Settings
-    from exportsathi_db.database import DatabaseConnection
-    from exportsathi_db.errors import ConfigurationError
+def test_timeouts_behind_pgbouncer_are_refused_when_settings_load() -> None:
+    from pydantic import ValidationError
 
-    settings = Settings(
-        database_url="postgresql://u:p@127.0.0.1:6432/db",  # type: ignore[arg-type]
-        db_pgbouncer=True,
-        db_statement_timeout_ms=1000,
+    from exportsathi_db.config import Settings
+
+    with pytest.raises(ValidationError, match="ALTER ROLE"):
+        Settings(
+            database_url="postgresql://u:p@127.0.0.1:6432/db",  # type: ignore[arg-type]
+            db_pgbouncer=True,
+            db_statement_timeout_ms=1000,
+        )
+
+
+def test_the_cli_names_a_setting_rule_broken_across_fields_in_one_line() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {
+        "DATABASE_URL": "postgresql://u:p@127.0.0.1:6432/db",
+        "DB_PGBOUNCER": "true",
+        "DB_STATEMENT_TIMEOUT_MS": "1000",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "exportsathi_db", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    with pytest.raises(ConfigurationError, match="ALTER ROLE"):
-        _ = DatabaseConnection(settings=settings).engine
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "ALTER ROLE" in done.stderr, done.stderr

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int | None = Field(None, ge=0)
     db_idle_in_transaction_timeout_ms: int | None = Field(None, ge=0)
     db_pgbouncer: bool = False
+    # Log (WARNING, logger `exportsathi_db.slow_statements`) every statement that takes at
+    # least this many milliseconds, with its SQL text and never its parameter values.
+    # None: no log, and nothing measured.
+    db_slow_statement_ms: int | None = Field(None, ge=0)
     # Migrations (init, drop, the alembic command line). A DDL statement waiting for its table
     # lock blocks every query queued behind it, so it waits at most this long (0: no limit),
     # then the whole migration transaction is retried, up to DB_MIGRATION_LOCK_RETRIES times.

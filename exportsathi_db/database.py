@@ -19,6 +19,7 @@ from exportsathi_db.config import Settings, get_settings
 from exportsathi_db.credentials import PasswordProvider
 from exportsathi_db.engine import create_engine
 from exportsathi_db.errors import ConfigurationError, translate
+from exportsathi_db.observability.pool import PoolStatus, pool_status
 from exportsathi_db.retry import backoff_delay, should_retry
 from exportsathi_db.unit_of_work import UnitSession, unit_of_work
 
@@ -226,6 +227,13 @@ class DatabaseConnection:
                 bind, expire_on_commit=False, sync_session_class=UnitSession
             )
         return self._read_factories[replica]
+
+    def pool_status(self) -> dict[str, PoolStatus]:
+        """The pools built so far, now, by role (`primary`, `replica`): size, checked out,
+        idle, overflow, and the waits for a connection. Builds nothing; safe to call from
+        another thread (e.g. a metrics exporter's)."""
+        engines = {"primary": self._engine, "replica": self._replica}
+        return {role: pool_status(e) for role, e in engines.items() if e is not None}
 
     async def dispose(self) -> None:
         """Close every pooled connection; afterwards the connection may be used on a new loop."""

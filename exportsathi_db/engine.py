@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from exportsathi_db.config import Settings, parse_database_url
 from exportsathi_db.credentials import PasswordProvider, password_source
 from exportsathi_db.errors import ConfigurationError, PasswordProviderError, is_command_timeout
+from exportsathi_db.observability.pool import MeasuredPool
+from exportsathi_db.observability.slow_statements import log_slow_statements
 
 logger = logging.getLogger("exportsathi_db")
 
@@ -86,6 +88,7 @@ def create_engine(
         connect_args["prepared_statement_name_func"] = _unique_statement_name
     engine = create_async_engine(
         url,
+        poolclass=MeasuredPool,  # counts the waits for a connection (pool_status)
         pool_size=s.db_pool_size,
         max_overflow=s.db_max_overflow,
         pool_timeout=s.db_pool_timeout,
@@ -111,6 +114,8 @@ def create_engine(
     event.listen(sync, "handle_error", _close_unresponsive)
     if provider is not None:
         event.listen(sync, "handle_error", _provider_password_refused)
+    if s.db_slow_statement_ms is not None:
+        log_slow_statements(sync, s.db_slow_statement_ms)
     if not s.db_pgbouncer:  # a SET would leak to PgBouncer's other clients
         keepalive = s.db_server_keepalive_idle
 

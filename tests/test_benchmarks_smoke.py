@@ -260,3 +260,17 @@ async def _conversation(http: httpx.AsyncClient, fx: Any, email: str) -> list[tu
     out.append(_answer(await http.get(f"/users/{uid}/chats/{fx.chat_session_id}/messages"), email))
     out.append(_answer(await http.post(f"/users/{uuid.uuid4()}/reports", json=report), email))
     return out
+
+
+async def test_the_observability_benchmark_runs_every_configuration(
+    postgres_admin_url: URL,
+) -> None:
+    """`python -m benchmarks.observability`, a few calls: each configuration, each scenario,
+    and tracing off again at the end."""
+    from benchmarks import observability
+
+    markdown = await observability.run(postgres_admin_url, iterations=2, batch=1, warmup=1)
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and "x)" in line]
+    assert [row.split(" | ")[0].strip("| ") for row in rows] == list(REQUEST_SCENARIOS)
+    assert all(row.count("x)") == 5 for row in rows)
+    assert not hasattr(UserRepository.get, "__wrapped__")  # tracing is off again

@@ -129,7 +129,7 @@ async def run(admin_url: URL, iterations: int, batch: int, warmup: int) -> str:
 def table(rows: list[tuple[str, dict[str, float]]], iterations: int) -> str:
     names = list(rows[0][1])
     lines = [
-        f"Median ms per request ({iterations} calls each, interleaved), and in brackets the"
+        f"Median ms per request ({iterations} calls each, interleaved); in parentheses, the"
         " ratio to raw asyncpg in the same run.",
         "",
         "| scenario | " + " | ".join(names) + " |",

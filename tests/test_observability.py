@@ -231,6 +231,9 @@ async def test_prometheus_collector_reports_each_pool(small_pool: DatabaseConnec
         labels = {"pool": "primary"}
         assert registry.get_sample_value("exportsathi_db_pool_checked_out", labels) == 1
     assert registry.get_sample_value("exportsathi_db_pool_size", labels) == 1
+    # A scrape runs in prometheus_client's own thread.
+    scraped = await asyncio.to_thread(registry.get_sample_value, "exportsathi_db_pool_idle", labels)
+    assert scraped == 1
     assert registry.get_sample_value("exportsathi_db_pool_checked_out", labels) == 0
     assert registry.get_sample_value("exportsathi_db_pool_idle", labels) == 1
     assert registry.get_sample_value("exportsathi_db_pool_waits_total", labels) == 0

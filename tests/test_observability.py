@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 import pytest_asyncio
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -277,3 +278,17 @@ async def test_slow_statement_log_names_sql_and_duration_never_values(
     for record in records:
         assert record.duration_ms >= 100  # type: ignore[attr-defined]
         assert SECRET not in caplog.text and SECRET not in str(vars(record))
+
+
+def test_asyncpg_instrumented_by_someone_else_stays_instrumented(provider: TracerProvider) -> None:
+    """E.g. by `opentelemetry-instrument`: uninstrument() leaves their instrumentation alone."""
+    theirs = AsyncPGInstrumentor()
+    theirs.instrument(tracer_provider=provider)
+    try:
+        instrument(tracer_provider=provider)
+        uninstrument()
+        assert type(vars(asyncpg.Connection)["fetch"]) is not types.FunctionType
+        assert not hasattr(UserRepository.get, "__wrapped__")
+    finally:
+        theirs.uninstrument()
+    assert type(vars(asyncpg.Connection)["fetch"]) is types.FunctionType

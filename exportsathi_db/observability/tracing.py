@@ -51,7 +51,7 @@ CODE_FUNCTION_NAME = "code.function.name"  # OpenTelemetry semantic conventions
 _current_method: ContextVar[str | None] = ContextVar(REPOSITORY_METHOD, default=None)
 # (class, name) -> what the class itself defined under that name before (None: inherited)
 _replaced: dict[tuple[type, str], Any] = {}
-_state = {"asyncpg": False}
+_asyncpg_instrumented_here = False  # not if someone else had already instrumented asyncpg
 _providers_with_processor: WeakSet[SdkTracerProvider] = WeakSet()
 
 
@@ -71,13 +71,14 @@ class RepositoryMethodProcessor(SpanProcessor):
 def instrument(*, tracer_provider: trace.TracerProvider | None = None) -> None:
     """Trace every statement and repository method call, to `tracer_provider` (default: the
     global one). Call once at start-up, after setting up the tracer provider; again: no-op."""
+    global _asyncpg_instrumented_here
     if _replaced:
         return
     provider = tracer_provider or trace.get_tracer_provider()
     instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
     if not instrumentor.is_instrumented_by_opentelemetry:  # e.g. by opentelemetry-instrument
         instrumentor.instrument(tracer_provider=provider)
-        _state["asyncpg"] = True
+        _asyncpg_instrumented_here = True
     if isinstance(provider, SdkTracerProvider) and provider not in _providers_with_processor:
         provider.add_span_processor(RepositoryMethodProcessor())
         _providers_with_processor.add(provider)
@@ -92,15 +93,16 @@ def instrument(*, tracer_provider: trace.TracerProvider | None = None) -> None:
 def uninstrument() -> None:
     """Undo `instrument()`: the repositories' own methods back, asyncpg unwrapped (unless it
     was instrumented by someone else)."""
+    global _asyncpg_instrumented_here
     for (cls, name), original in _replaced.items():
         if original is None:
             delattr(cls, name)
         else:
             setattr(cls, name, original)
     _replaced.clear()
-    if _state["asyncpg"]:
+    if _asyncpg_instrumented_here:
         AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
-        _state["asyncpg"] = False
+        _asyncpg_instrumented_here = False
 
 
 def _traced(

@@ -184,4 +184,13 @@ def parse_database_url(raw: str | URL) -> tuple[URL, str | None]:
         raise ConfigurationError(f"sslmode must be one of {', '.join(_SSL_MODES)}")
     if not url.database:
         raise ConfigurationError("DATABASE_URL names no database (…/dbname at the end)")
-    return url.set(drivername="postgresql+asyncpg", query=query), sslmode
+    url = url.set(drivername="postgresql+asyncpg", query=query)
+    try:  # hosts and ports as the asyncpg dialect will read them
+        url.get_dialect()().create_connect_args(url)
+    except ArgumentError as exc:
+        reason = str(exc) if url.password is None or url.password not in str(exc) else ""
+        raise ConfigurationError(
+            f"DATABASE_URL's hosts and ports cannot be read ({reason or 'invalid'}): write "
+            "several hosts as ?host=h1:5432&host=h2:5432 or as ?host=h1,h2&port=5432,5432"
+        ) from None
+    return url, sslmode

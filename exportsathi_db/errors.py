@@ -140,13 +140,24 @@ class UnexpectedDatabaseError(ExportSathiDBError):
 
 
 def location(url: URL) -> str:
-    """host:port (or the socket directory) of a URL: never its user or password."""
-    host: Any = url.host or url.query.get("host") or "localhost"
-    if isinstance(host, tuple):  # several ?host= values
-        host = ",".join(host)
+    """host:port of a URL, `h1:p1,h2:p2` for several hosts, or the socket directory and
+    port: never its user or password. Read as the asyncpg dialect reads the URL."""
+    asyncpg_url = url.set(drivername="postgresql+asyncpg")
+    try:
+        _, args = asyncpg_url.get_dialect()().create_connect_args(asyncpg_url)
+    except sa_exc.ArgumentError:  # hosts and ports that do not pair up: show them as given
+        args = {}
+    hosts: Any = args.get("host") or url.host or url.query.get("host") or "localhost"
+    ports: Any = args.get("port") or url.port or 5432
+    if isinstance(hosts, (list, tuple)):
+        if not isinstance(ports, list):
+            ports = [ports] * len(hosts)
+        pairs = zip(hosts, ports, strict=False)
+    else:
+        pairs = zip([hosts], [ports], strict=False)
     # A host can hold a piece of the password only if the URL was never parsed by
     # config.parse_database_url (which refuses such URLs); drop it anyway.
-    return f"{str(host).rpartition('@')[2]}:{url.port or 5432}"
+    return ",".join(f"{str(host).rpartition('@')[2]}:{port}" for host, port in pairs)
 
 
 # Friendly messages for the constraints users hit; the rest get a generic message.

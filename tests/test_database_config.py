@@ -155,6 +155,9 @@ def test_postgres_urls_are_normalised_to_asyncpg(raw: str) -> None:
         (f"postgresql://u:{CANARY}@h", "names no database"),
         (f"postgresql://u:{CANARY}@h/app?sslmode=sometimes", "sslmode must be one of"),
         (f"postgresql://u:{CANARY}@PW@h:5432/app", "must be percent-encoded"),
+        # several hosts: ports in one comma list, or fewer ports than hosts
+        (f"postgresql://u:{CANARY}@/app?host=h1:5432,h2:5433", "hosts and ports cannot be read"),
+        (f"postgresql://u:{CANARY}@/app?host=h1,h2&port=5432", "hosts and ports don't match"),
     ],
 )
 def test_other_urls_are_a_configuration_error(

@@ -21,7 +21,7 @@ from asyncpg import exceptions as asyncpg_exc
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from exportsathi_db.database import DatabaseConnection
 from exportsathi_db.errors import (
@@ -344,6 +344,15 @@ def test_location_never_shows_userinfo() -> None:
     assert location(misread) == "127.0.0.1:55432"
     socket = URL.create("postgresql+asyncpg", "u", None, None, None, "db", {"host": "/run/pg"})
     assert location(socket) == "/run/pg:5432"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["host=h1:5432&host=h2:5433", "host=h1,h2&port=5432,5433"],
+)
+def test_location_of_several_hosts_pairs_each_with_its_port(query: str) -> None:
+    url = make_url(f"postgresql://u:S3cr3t@/db?{query}")
+    assert location(url) == "h1:5432,h2:5433"
 
 
 async def test_a_dead_port_names_the_server() -> None:

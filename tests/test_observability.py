@@ -42,7 +42,7 @@ from exportsathi_db.observability.tracing import (
     uninstrument,
 )
 from exportsathi_db.repositories import executor
-from tests.factories import PASSWORD_HASH, unique
+from tests.factories import make_report, make_user
 from tests.helpers import client
 
 SECRET = "s3cret-parameter-value"
@@ -68,19 +68,10 @@ def spans(provider: TracerProvider) -> Iterator[InMemorySpanExporter]:
 
 
 async def _user_and_report(db: DatabaseConnection) -> tuple[uuid.UUID, uuid.UUID]:
+    """A committed user and report with one certification."""
     async with db.session_scope() as session:
-        user = await UserRepository(session).create(
-            email=f"{unique('otel')}@example.in",
-            password_hash=PASSWORD_HASH,
-            business_type="Manufacturing",
-            company_size="Micro",
-        )
-        report = await ReportRepository(session).create(
-            user_id=user.id,
-            product_name="Basmati rice",
-            destination_country="Saudi Arabia",
-            report_data={"score": 72},
-        )
+        user = await make_user(session)
+        report = await make_report(session, user)
         await ReportRepository(session).add_certification(
             report.id,
             user_id=user.id,

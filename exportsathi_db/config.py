@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from exportsathi_db.errors import ConfigurationError
+from exportsathi_db.errors import ConfigurationError, servers
 
 SSLMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -185,8 +185,8 @@ def parse_database_url(raw: str | URL) -> tuple[URL, str | None]:
     if not url.database:
         raise ConfigurationError("DATABASE_URL names no database (…/dbname at the end)")
     url = url.set(drivername="postgresql+asyncpg", query=query)
-    try:  # hosts and ports as the asyncpg dialect will read them
-        url.get_dialect()().create_connect_args(url)
+    try:
+        servers(url)
     except ArgumentError as exc:
         reason = str(exc) if url.password is None or url.password not in str(exc) else ""
         raise ConfigurationError(

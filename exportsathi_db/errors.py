@@ -139,25 +139,30 @@ class UnexpectedDatabaseError(ExportSathiDBError):
         self.sqlstate = sqlstate
 
 
+def servers(url: URL) -> list[tuple[str, int]]:
+    """(host, port) of each server a URL names, read as the asyncpg dialect reads it (a socket
+    directory is a host). Raises SQLAlchemy's ArgumentError for several hosts whose ports do
+    not pair up."""
+    asyncpg_url = url.set(drivername="postgresql+asyncpg")
+    _, args = asyncpg_url.get_dialect()().create_connect_args(asyncpg_url)
+    hosts: Any = args.get("host") or "localhost"
+    ports: Any = args.get("port") or 5432
+    if isinstance(hosts, list):  # several hosts: the dialect demands a port for each
+        return list(zip(hosts, ports, strict=True))
+    return [(hosts, ports)]
+
+
 def location(url: URL) -> str:
     """host:port of a URL, `h1:p1,h2:p2` for several hosts, or the socket directory and
-    port: never its user or password. Read as the asyncpg dialect reads the URL."""
-    asyncpg_url = url.set(drivername="postgresql+asyncpg")
+    port: never its user or password."""
     try:
-        _, args = asyncpg_url.get_dialect()().create_connect_args(asyncpg_url)
+        named = servers(url)
     except sa_exc.ArgumentError:  # hosts and ports that do not pair up: show them as given
-        args = {}
-    hosts: Any = args.get("host") or url.host or url.query.get("host") or "localhost"
-    ports: Any = args.get("port") or url.port or 5432
-    if isinstance(hosts, (list, tuple)):
-        if not isinstance(ports, list):
-            ports = [ports] * len(hosts)
-        pairs = zip(hosts, ports, strict=False)
-    else:
-        pairs = zip([hosts], [ports], strict=False)
+        given: Any = url.query.get("host") or url.host or "localhost"
+        named = [(",".join(given) if isinstance(given, tuple) else given, url.port or 5432)]
     # A host can hold a piece of the password only if the URL was never parsed by
     # config.parse_database_url (which refuses such URLs); drop it anyway.
-    return ",".join(f"{str(host).rpartition('@')[2]}:{port}" for host, port in pairs)
+    return ",".join(f"{str(host).rpartition('@')[2]}:{port}" for host, port in named)
 
 
 # Friendly messages for the constraints users hit; the rest get a generic message.

@@ -21,8 +21,7 @@ import argparse
 import asyncio
 import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -33,7 +32,7 @@ from benchmarks import environment
 from benchmarks.fixtures import REQUEST_SCENARIOS, make_fixtures, scenario_ops
 from benchmarks.scenarios_asyncpg import AsyncpgScenarios, create_pool
 from benchmarks.scenarios_repo import RepoScenarios
-from benchmarks.timing import Op
+from benchmarks.timing import interleaved
 from exportsathi_db import DatabaseConnection, Settings
 from exportsathi_db.observability.tracing import instrument, uninstrument
 
@@ -43,43 +42,6 @@ ROWS = 10_000
 class Discard(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return SpanExportResult.SUCCESS
-
-
-def tracing_switch(provider: TracerProvider) -> tuple[Callable[[], None], Callable[[], None]]:
-    return lambda: instrument(tracer_provider=provider), uninstrument
-
-
-def nothing() -> None:
-    pass
-
-
-async def measure(
-    configs: dict[str, tuple[Op, Callable[[], None], Callable[[], None]]],
-    *,
-    iterations: int,
-    batch: int,
-    warmup: int,
-) -> dict[str, list[float]]:
-    """Milliseconds per call of each configuration's op, in round-robin batches whose order
-    rotates; each batch between its configuration's switch-on and switch-off."""
-    names = list(configs)
-    for name in names:
-        op, on, off = configs[name]
-        on()
-        for i in range(warmup):
-            await op(i)
-        off()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(-(-iterations // batch)):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            op, on, off = configs[name]
-            on()
-            for k in range(batch):
-                start = time.perf_counter()
-                await op(warmup + r * batch + k)
-                times[name].append((time.perf_counter() - start) * 1000)
-            off()
-    return times
 
 
 async def run(admin_url: URL, iterations: int, batch: int, warmup: int) -> str:
@@ -103,17 +65,15 @@ async def run(admin_url: URL, iterations: int, batch: int, warmup: int) -> str:
             "tracing": RepoScenarios(plain),
             "off again": RepoScenarios(plain),
         }
-        switches = {name: (nothing, nothing) for name in impls}
-        switches["tracing"] = tracing_switch(provider)
+        switches = {"tracing": (lambda: instrument(tracer_provider=provider), uninstrument)}
         rows = []
         for scenario in REQUEST_SCENARIOS:
             print(f"  {scenario}", file=sys.stderr, flush=True)
-            configs = {
-                name: (scenario_ops(impl, fx)[scenario], *switches[name])
-                for name, impl in impls.items()
-            }
-            times = await measure(configs, iterations=iterations, batch=batch, warmup=warmup)
-            medians = {name: statistics.median(ms) for name, ms in times.items()}
+            ops = {name: scenario_ops(impl, fx)[scenario] for name, impl in impls.items()}
+            times = await interleaved(
+                ops, iterations=iterations, batch=batch, warmup=warmup, switches=switches
+            )
+            medians = {name: statistics.median(walls) * 1000 for name, (walls, _) in times.items()}
             rows.append((scenario, medians))
     finally:
         uninstrument()

@@ -10,29 +10,47 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 Op = Callable[[int], Awaitable[Any]]
+Switch = Callable[[], None]
 
 
 async def interleaved(
-    ops: dict[str, Op], *, iterations: int, batch: int, warmup: int
+    ops: dict[str, Op],
+    *,
+    iterations: int,
+    batch: int,
+    warmup: int,
+    switches: dict[str, tuple[Switch, Switch]] | None = None,
 ) -> dict[str, tuple[list[float], list[float]]]:
     """(wall seconds, process CPU seconds) per call of each op: `iterations` calls each, in
-    round-robin batches of `batch` whose order rotates every round."""
+    round-robin batches of `batch` whose order rotates every round. `switches`: for some ops,
+    (on, off) called around each of their batches and their warm-up (e.g. global tracing)."""
     names = list(ops)
+    switches = switches or {}
     for name in names:
+        on, off = switches.get(name, (_nothing, _nothing))
+        on()
         for i in range(warmup):
             await ops[name](i)
+        off()
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
     rounds = -(-iterations // batch)
     clock, cpu_clock = time.perf_counter, time.process_time
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             op, (walls, cpus) = ops[name], times[name]
+            on, off = switches.get(name, (_nothing, _nothing))
+            on()
             for k in range(min(batch, iterations - r * batch)):
                 start, cpu = clock(), cpu_clock()
                 await op(warmup + r * batch + k)
                 cpus.append(cpu_clock() - cpu)
                 walls.append(clock() - start)
+            off()
     return times
+
+
+def _nothing() -> None:
+    pass
 
 
 async def throughput(op: Op, *, tasks: int, per_task: int, start: int = 0) -> tuple[float, float]:
